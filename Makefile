@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make repro` (the experiment pipeline) and `make test`.
+# Each creates .venv and installs the pinned stack on first use; later calls reuse it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup repro test lint ui clean-venv
+
+setup: $(STAMP)
+
+# torch==2.13.0 is pinned in requirements.lock so pip never resolves a newer multi-GB build.
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+repro: $(STAMP)
+	dvc repro
+
+lint: $(STAMP)
+	ruff check src tests pipelines
+
+test: lint
+	python -m pytest
+
+# The MLflow UI on http://127.0.0.1:5000 over the local SQLite store.
+ui: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port 5000 \
+		--workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+clean-venv:
+	rm -rf $(VENV)
