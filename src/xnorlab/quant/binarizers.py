@@ -1,0 +1,104 @@
+"""Binarization functions with custom autograd (the project's one convention).
+
+Conventions (see docs / design "Binarization semantics"):
+
+* bit 1 stands for +1, bit 0 for -1, and ``sign(0) = +1`` (``torch.sign`` returns 0 there, so it
+  is never used);
+* backward is the straight-through estimator with clipping: the incoming gradient passes where
+  ``|x| <= 1`` and is zero elsewhere;
+* stochastic binarization draws +1 with probability ``hard_sigmoid(x) = clip((x + 1) / 2, 0, 1)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "SignSTE",
+    "StochasticSignSTE",
+    "binarize_det",
+    "binarize_stoch",
+    "channel_scale",
+    "hard_sigmoid",
+    "sign",
+    "xnor_binarize_weight",
+]
+
+
+def sign(x: torch.Tensor) -> torch.Tensor:
+    """Return +1 where ``x >= 0`` and -1 elsewhere, in ``x``'s dtype (no gradient rule)."""
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    return torch.where(x >= 0, one, -one)
+
+
+def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """``clip((x + 1) / 2, 0, 1)``: the probability of +1 in stochastic binarization."""
+    return ((x + 1) * 0.5).clamp(0.0, 1.0)
+
+
+def _ste_mask(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    # Clipped STE: d sign(x)/dx ~ 1_{|x| <= 1} (the derivative of hardtanh).
+    return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+class SignSTE(torch.autograd.Function):
+    """Deterministic sign with a clipped straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return _ste_mask(x, grad_out)
+
+
+class StochasticSignSTE(torch.autograd.Function):
+    """Stochastic sign: +1 with probability ``hard_sigmoid(x)``; clipped straight-through grad."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        # u is in [0, 1): p = 1 always gives +1 and p = 0 always gives -1.
+        return torch.where(u < hard_sigmoid(x), one, -one)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return _ste_mask(x, grad_out), None
+
+
+def binarize_det(x: torch.Tensor) -> torch.Tensor:
+    """Deterministic binarization ``sign(x)`` (sign(0)=+1) with the clipped STE backward."""
+    return SignSTE.apply(x)
+
+
+def binarize_stoch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stochastic binarization (+1 with prob. ``hard_sigmoid(x)``) with the clipped STE."""
+    return StochasticSignSTE.apply(x, generator)
+
+
+def channel_scale(w: torch.Tensor) -> torch.Tensor:
+    """XNOR-Net ``alpha = mean(|W|)`` per output channel (dim 0), shaped to broadcast over ``w``."""
+    if w.dim() < 2:
+        return w.abs().mean().reshape(1)
+    return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+
+
+def xnor_binarize_weight(w: torch.Tensor, detach_alpha: bool = False) -> torch.Tensor:
+    """XNOR-Net weight approximation ``alpha * sign(W)`` with ``alpha`` per output channel.
+
+    By default ``alpha`` is *not* detached: autograd then gives the exact gradient of
+    ``alpha(W) * sign_ste(W)``, i.e. the XNOR-Net paper's ``1/n + alpha * ste`` rule extended with
+    the cross terms. ``detach_alpha=True`` treats ``alpha`` as a constant instead.
+    """
+    alpha = channel_scale(w)
+    if detach_alpha:
+        alpha = alpha.detach()
+    return alpha * binarize_det(w)
