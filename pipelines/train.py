@@ -1,0 +1,38 @@
+"""DVC stage `train@<run>` and Hydra entry point: train one configuration.
+
+    python pipelines/train.py dataset=mnist model=cnn quant=bnn trainer.max_epochs=5
+    python pipelines/train.py -m model=mlp,cnn quant=float,bnn     # one MLflow parent run
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from xnorlab.schema import ConfigError
+from xnorlab.train.config import check_train_config
+from xnorlab.train.run import run
+
+log = logging.getLogger("xnorlab.train")
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    try:
+        checked = check_train_config(cfg)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    hc = HydraConfig.get()
+    sweep_dir = Path(hc.sweep.dir).resolve() if hc.mode == RunMode.MULTIRUN else None
+    metrics = run(checked, sweep_dir=sweep_dir)
+    return metrics["test_acc"]  # lets an Optuna sweeper maximise it
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""`dvc repro` end to end on a copy of the project: download (from a local HTTP server) + train."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT, write_tiny_mnist
+
+COPY = ["conf", "pipelines", "src", "dvc.yaml", ".dvc/config", ".dvcignore"]
+
+
+@pytest.fixture
+def served_tiny_mnist(tmp_path):
+    """Tiny MNIST-named IDX files, gzipped, on an HTTP server at 127.0.0.1."""
+    raw = write_tiny_mnist(tmp_path / "served-raw")
+    www = tmp_path / "www"
+    www.mkdir()
+    digests = {}
+    for f in raw.iterdir():
+        digests[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+        (www / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", digests
+    httpd.shutdown()
+
+
+def make_project(dest: Path, url: str, digests: dict[str, str]) -> None:
+    for item in COPY:
+        src = ROOT / item
+        (dest / item).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / item)
+    ds_file = dest / "conf/dataset/mnist.yaml"
+    ds = yaml.safe_load(ds_file.read_text())
+    for spec in ds["files"].values():
+        spec["sha256"] = digests[spec["name"]]
+    ds["sources"] = [{"kind": "http", "url": f"{url}/{{name}}.gz", "compression": "gzip"}]
+    ds_file.write_text(yaml.safe_dump(ds))
+    suite = {
+        "name": "default",
+        "datasets": ["mnist"],
+        "runs": {
+            "mnist-mlp-float": {"dataset": "mnist", "model": "mlp", "quant": "float",
+                                "args": "trainer=smoke model.hidden=32"},
+        },
+        "distill_runs": {
+            "mnist-mlp-bnn-distill": {"dataset": "mnist", "model": "mlp", "quant": "bnn",
+                                      "teacher": "mnist-mlp-float",
+                                      "args": "trainer=smoke model.hidden=32"},
+        },
+    }
+    (dest / "conf/suite/default.yaml").write_text(yaml.safe_dump(suite))
+
+
+def dvc(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("dvc")
+    return subprocess.run([str(exe), *args], cwd=project, capture_output=True, text=True, env=env)
+
+
+def test_dvc_repro_downloads_and_trains(tmp_path, served_tiny_mnist):
+    url, digests = served_tiny_mnist
+    project = tmp_path / "project"
+    make_project(project, url, digests)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    assert dvc(project, "config", "core.no_scm", "true", env=env).returncode == 0
+
+    first = dvc(project, "repro", env=env)
+    assert first.returncode == 0, first.stdout[-1500:] + first.stderr[-3000:]
+    for stage in ("download@mnist", "train@mnist-mlp-float", "distill@mnist-mlp-bnn-distill"):
+        assert f"Running stage '{stage}'" in first.stdout
+    for run in ("mnist-mlp-float", "mnist-mlp-bnn-distill"):
+        metrics = json.loads((project / f"metrics/{run}.json").read_text())
+        assert 0.0 <= metrics["test_acc"] <= 1.0
+        assert (project / f"models/{run}/checkpoints/best.ckpt").exists()
+
+    again = dvc(project, "repro", env=env)
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("xnorlab").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["mnist-mlp-bnn-distill", "mnist-mlp-float"]
+    student = next(r for r in runs if r.info.run_name == "mnist-mlp-bnn-distill")
+    assert student.data.tags["suite"] == "default"
+    assert student.data.params["distill.teacher"].endswith("mnist-mlp-float/checkpoints/best.ckpt")

@@ -1,0 +1,135 @@
+"""End-to-end training runs on tiny data: metrics, MLflow records, resume, sweeps, typos."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT
+from xnorlab.schema import ConfigError
+from xnorlab.train.config import check_train_config
+from xnorlab.train.run import run
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def smoke_overrides(tmp_path: Path, raw: Path, uri: str, *extra: str) -> list[str]:
+    return [
+        "trainer=smoke", f"data.raw_dir={raw}", f"tracking.uri={uri}",
+        f"tracking.artifact_root={tmp_path / 'artifacts'}", *extra,
+    ]
+
+
+def runs_of(uri: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("xnorlab")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_smoke_run_writes_metrics_and_logs_to_mlflow(tmp_path, tiny_raw, mlflow_uri):
+    cfg = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, "model=mlp", "model.hidden=64", "quant=bnn",
+        f"out_dir={tmp_path / 'out'}", f"metrics_file={tmp_path / 'm.json'}",
+    )))
+    metrics = run(cfg)
+    assert json.loads((tmp_path / "m.json").read_text()) == metrics
+    for name in ("config.yaml", "history.json", "curves.png", "confusion.png"):
+        assert (tmp_path / "out" / name).exists(), name
+    (logged,) = runs_of(mlflow_uri)
+    assert logged.info.run_name == "mnist-mlp-bnn" and logged.info.status == "FINISHED"
+    assert logged.data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert logged.data.params["model.hidden"] == "64"
+    assert logged.data.tags["quant"] == "bnn" and "machine.cpu" in logged.data.tags
+    history = MlflowClient(mlflow_uri).get_metric_history(logged.info.run_id, "val_acc")
+    assert [m.step for m in history] == [1, 2]
+    artifacts = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(logged.info.run_id)}
+    assert {"metrics.json", "confusion.png", "curves.png", "checkpoints"} <= artifacts
+    # binary kernels count at 1 bit, so the binarized model is much smaller
+    assert metrics["model_bytes_1bit"] < metrics["model_bytes_fp32"] / 10
+
+
+def test_kmeans_run_logs_hardest_examples(tmp_path, tiny_raw, mlflow_uri):
+    cfg = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, "model=kmeans", "quant=bnn",
+        f"out_dir={tmp_path / 'out'}",
+    )))
+    metrics = run(cfg)
+    assert (tmp_path / "out" / "hardest.png").exists()
+    assert 0 <= metrics["test_acc"] <= 1 and metrics["compression_ratio"] == 32
+
+
+def test_misspelt_key_and_unknown_choice_fail_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="hiden"):
+        check_train_config(compose_train(["+model.hiden=3"]))
+    with pytest.raises(ConfigError, match="optim.loss"):
+        check_train_config(compose_train(["optim.loss=hinge"]))
+    proc = subprocess.run(
+        [sys.executable, "pipelines/train.py", "model=mpl"], cwd=ROOT, capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "Could not find 'model/mpl'" in proc.stderr and "mlp" in proc.stderr
+
+
+def train_cmd(tmp_path: Path, raw: Path, uri: str, *extra: str) -> list[str]:
+    return [sys.executable, "pipelines/train.py",
+            *smoke_overrides(tmp_path, raw, uri, *extra),
+            f"hydra.run.dir={tmp_path / 'hydra'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path, mlflow_uri):
+    from tests.conftest import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "raw", n_train=3000)
+    out = tmp_path / "out"
+    cmd = train_cmd(tmp_path, tmp_path / "raw", mlflow_uri, "model=mlp", "model.hidden=512",
+                    "quant=bnn", "trainer.max_epochs=4", "data.train_limit=null",
+                    f"out_dir={out}")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    history, last = out / "history.json", out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epochs_before = len(json.loads(history.read_text()))
+    assert epochs_before < 4, "the run finished before it could be killed; make epochs longer"
+
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming from" in done.stdout + done.stderr
+    assert [h["epoch"] for h in json.loads(history.read_text())] == [1, 2, 3, 4]
+    (logged,) = runs_of(mlflow_uri)  # the same MLflow run, continued
+    assert logged.info.status == "FINISHED"
+    steps = MlflowClient(mlflow_uri).get_metric_history(logged.info.run_id, "val_acc")
+    assert sorted({m.step for m in steps}) == [1, 2, 3, 4]
+
+
+def test_parallel_multirun_writes_child_runs_under_one_parent(tmp_path, tiny_raw, mlflow_uri):
+    cmd = train_cmd(tmp_path, tiny_raw, mlflow_uri, "model=logreg", "trainer.max_epochs=1",
+                    f"out_dir={tmp_path}/models/${{run_name}}")
+    cmd.insert(2, "-m")
+    # two jobs side by side, opening a fresh store at the same time
+    cmd += ["quant=float,bnn", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = runs_of(mlflow_uri)
+    parents = [r for r in runs if r.data.tags.get("xnorlab.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("xnorlab.kind") == "train"]
+    assert len(parents) == 1 and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert sorted(c.info.run_name for c in children) == ["mnist-logreg-bnn", "mnist-logreg-float"]
