@@ -1,0 +1,184 @@
+"""``PackedEngine``: runs a bit-packed network (from a ``.xnor`` file or from layer objects).
+
+>>> eng = PackedEngine.load("models/x/packed.xnor")            # doctest: +SKIP
+>>> eng.predict(images_uint8)                                  # doctest: +SKIP
+
+Input: ``uint8`` pixels shaped ``(N, *input_shape)`` in torch layout (N, C, H, W), i.e. the
+values ``round(255 * x)`` of the float images the torch model takes.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import reference
+from .format import PackedFormatError, load_packed, save_packed
+from .layers import Act, Conv2d, Dense, Layer, Shape, input_shape_of
+
+__all__ = ["BACKENDS", "PackedEngine", "get_backend"]
+
+BACKENDS = ("numba", "numpy")
+_OPS = (
+    "xnor_gemm",
+    "xnor_gemm_threshold",
+    "bitplanes",
+    "bitplane_gemm",
+    "bitplane_gemm_threshold",
+    "threshold_pack",
+)
+
+
+def get_backend(name: str, threads: int | None = None) -> types.SimpleNamespace:
+    """The kernel set of a backend: ``"numba"`` (fast path) or ``"numpy"`` (reference)."""
+    if name == "numba":
+        from . import kernels as mod
+    elif name == "numpy":
+        mod = reference
+    else:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+    def bind(fn):
+        if name == "numba" and threads is not None:
+            return lambda *a, **k: fn(*a, threads=threads, **k)
+        return fn
+
+    return types.SimpleNamespace(name=name, **{op: bind(getattr(mod, op)) for op in _OPS})
+
+
+class PackedEngine:
+    """A packed network: layers + input shape + backend.
+
+    Args:
+        layers: :mod:`.layers` objects in order (as produced by :mod:`.export` or a file).
+        input_shape: shape of one input sample, (C, H, W) (or (K,)).
+        backend: ``"numba"`` (default) or ``"numpy"`` (the reference path).
+        threads: numba thread count for the kernels (None = numba's current setting).
+        batch_size: samples per internal chunk (bounds im2col memory); None = all at once.
+        metadata: free-form information kept with the model (saved in the file).
+    """
+
+    def __init__(
+        self,
+        layers: list[Layer],
+        input_shape: tuple[int, ...],
+        *,
+        backend: str = "numba",
+        threads: int | None = None,
+        batch_size: int | None = 256,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.layers = list(layers)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.metadata = dict(metadata or {})
+        self.batch_size = batch_size
+        self.threads = threads
+        self.backend = backend
+        self.ops = get_backend(backend, threads)
+        self.shapes = self._infer_shapes()
+        if self.shapes[-1].kind != "scores":
+            raise ValueError("the last layer must produce scores (a dense layer with scale/shift)")
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> PackedEngine:
+        """Load a ``.xnor`` file (raises :class:`PackedFormatError` on a bad file)."""
+        pm = load_packed(path)
+        try:
+            return cls(pm.layers, pm.input_shape, metadata=pm.metadata, **kwargs)
+        except ValueError as e:
+            if isinstance(e, PackedFormatError):
+                raise
+            raise PackedFormatError(f"{path}: inconsistent model: {e}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model to ``path`` (atomic)."""
+        return save_packed(path, self.layers, self.input_shape, self.metadata)
+
+    def _infer_shapes(self) -> list[Shape]:
+        s = input_shape_of(self.input_shape)
+        shapes = [s]
+        for i, layer in enumerate(self.layers):
+            try:
+                s = layer.out_shape(s)
+            except ValueError as e:
+                raise ValueError(f"layer {i} ({layer.type_name}): {e}") from None
+            if s.kind == "scores" and i != len(self.layers) - 1:
+                raise ValueError(f"layer {i} produces scores but is not the last layer")
+            shapes.append(s)
+        return shapes
+
+    # -- info -----------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.shapes[-1].dims[0])
+
+    @property
+    def compute_layers(self) -> list[Dense | Conv2d]:
+        return [m for m in self.layers if isinstance(m, Dense | Conv2d)]
+
+    def model_bytes(self) -> int:
+        """Bytes of all arrays (packed weights, thresholds, flips, affine)."""
+        return sum(a.nbytes for m in self.layers for a in m.arrays().values())
+
+    def __repr__(self) -> str:
+        parts = " -> ".join(s.describe() for s in self.shapes)
+        return f"PackedEngine(backend={self.backend!r}, {parts})"
+
+    # -- running --------------------------------------------------------------------------
+
+    def _check_input(self, x: Any) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"input must be a numpy uint8 array, got {type(x).__name__}")
+        if x.dtype != np.uint8:
+            raise ValueError(
+                f"input must be uint8 pixels (0..255, i.e. round(255 * x)), got dtype {x.dtype}"
+            )
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"input must have shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return x
+
+    def _run(self, x: np.ndarray, want_int: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        a = Act("u8", np.ascontiguousarray(x))
+        ints: list[np.ndarray] = []
+        for layer in self.layers:
+            a, y = layer.forward(a, self.ops, want_int)
+            if want_int and y is not None:
+                ints.append(y)
+        return a.data, ints
+
+    def _chunks(self, n: int) -> list[slice]:
+        step = n if not self.batch_size else max(1, int(self.batch_size))
+        return [slice(i, min(n, i + step)) for i in range(0, max(n, 1), step)] if n else []
+
+    def forward_int(self, x: np.ndarray) -> list[np.ndarray]:
+        """Integer pre-activations of every compute layer (int32), in torch layout:
+        (N, out) for dense layers, (N, C, H, W) for conv layers."""
+        x = self._check_input(x)
+        parts: list[list[np.ndarray]] = []
+        for sl in self._chunks(x.shape[0]):
+            parts.append(self._run(x[sl], True)[1])
+        if not parts:
+            return [np.zeros((0,), np.int32) for _ in self.compute_layers]
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """float32 class scores (N, classes) (fused threshold kernels on hidden layers)."""
+        x = self._check_input(x)
+        outs = [self._run(x[sl], False)[0] for sl in self._chunks(x.shape[0])]
+        if not outs:
+            return np.zeros((0, self.num_classes), np.float32)
+        return np.concatenate(outs).astype(np.float32, copy=False)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted class per sample (int64): argmax of :meth:`scores` (first maximum)."""
+        return np.argmax(self.scores(x), axis=1).astype(np.int64)

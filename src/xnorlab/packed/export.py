@@ -1,0 +1,508 @@
+"""Export a binarized torch ``nn.Sequential`` (``xnorlab.models``) to packed layers / a file.
+
+Accepted module sequence (``Dropout`` is skipped; the model is evaluated in eval mode)::
+
+    Quantize8bit, [Flatten], first BinaryLinear|BinaryConv2d (real 8-bit input),
+    ( [BatchNorm], [MaxPool2d], [Flatten], BinaryLinear|BinaryConv2d (sign input) )*,
+    [BatchNorm1d]                                   -> scores
+
+Binary layers need a binary kernel (``ste_sign``/``stoch_sign``: +-1, ``xnor_weight``: alpha *
++-1) and, after the first, a deterministic sign input quantizer; no ``activation_scale``.
+
+**Thresholds.** A hidden layer's output bit for channel ``c`` is ``q(BN(pre(y)))`` with ``y``
+the exact integer pre-activation, ``pre(y) = y * alpha_c (+ bias_c)`` and ``q`` the next
+layer's input quantizer. The exporter evaluates exactly these torch ops (the model's own
+BatchNorm module and quantizer, in eval mode, float32) on candidate integers ``y`` and takes the
+smallest passing integer (or, where the map decreases -- negative BN scale -- the largest
+passing integer with ``flip``; channels that always/never fire get sentinel thresholds). The map
+is monotone (every IEEE operation is monotone in each argument), so bisection over the full
+candidate range ``[-K, K]`` (hidden; ``K`` = fan-in) or ``[-255 K, 255 K]`` (first layer) finds
+it, and ``verify`` re-evaluates the whole hidden range (a bounded sample for wide first
+layers) to confirm. This reproduces torch's float rounding exactly for ``ste_sign`` kernels.
+
+XNOR caveat: torch computes ``F.linear(x, alpha * sign(W))``, a float sum whose rounding depends
+on the BLAS summation order, while the engine (and this derivation) uses ``fl(alpha * y)``. The
+two differ by a few ulps, which flips a bit only when ``BN(alpha * y)`` lies within those ulps of
+0 for a reachable ``y``; see ``docs/packed_format.md``.
+
+Weight layouts are described in :mod:`.layers`; dense weights after a flatten of a conv feature
+map are permuted from torch's (C, H, W) flatten order to the engine's pixel-major layout.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bits import pack_bits
+from .engine import PackedEngine
+from .layers import (
+    THRESH_MAX,
+    THRESH_MIN,
+    Conv2d,
+    Dense,
+    Flatten,
+    Layer,
+    MaxPool2d,
+    input_shape_of,
+)
+
+__all__ = [
+    "ExportError",
+    "derive_thresholds",
+    "export_layers",
+    "export_model",
+    "export_to_file",
+    "torch_integer_preactivations",
+]
+
+#: Max number of (candidate, channel) evaluations of the full-range verification per layer.
+VERIFY_BUDGET = 1 << 26
+
+
+class ExportError(ValueError):
+    """The model cannot be exported bit-exactly (unsupported module or configuration)."""
+
+
+def _quant_classes():
+    from ..quant.layers import BinaryConv2d, BinaryLinear, Quantize8bit
+    from ..quant.registry import SteSign, StochasticSign, XnorWeight
+
+    return BinaryLinear, BinaryConv2d, Quantize8bit, SteSign, StochasticSign, XnorWeight
+
+
+# -- threshold derivation ---------------------------------------------------------------------
+
+
+def derive_thresholds(fire: Any, channels: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds of a monotone per-channel predicate on the integers ``[lo, hi]``.
+
+    ``fire(y)`` takes an int64 tensor of shape (L, channels) (candidate pre-activations, one
+    column per channel) and returns a bool tensor of the same shape. Returns ``(thresh int32,
+    flip bool)`` such that ``fire(y) == (y >= thresh)`` (``y <= thresh`` where ``flip``) on
+    ``[lo, hi]``, with :data:`THRESH_MIN`/:data:`THRESH_MAX` for constant channels.
+    """
+    if lo >= hi:
+        raise ValueError("need lo < hi")
+    lo_t = torch.full((1, channels), lo, dtype=torch.int64)
+    hi_t = torch.full((1, channels), hi, dtype=torch.int64)
+    b_lo = fire(lo_t)[0].clone()
+    b_hi = fire(hi_t)[0].clone()
+    inc = ~b_lo & b_hi  # fires from some y on: smallest firing y
+    dec = b_lo & ~b_hi  # fires up to some y: largest firing y (flip)
+    lo_v, hi_v = lo_t[0].clone(), hi_t[0].clone()  # inc: fire(lo_v)=0, fire(hi_v)=1; dec: reverse
+    while bool(((hi_v - lo_v) > 1).any()):
+        mid = torch.div(lo_v + hi_v, 2, rounding_mode="floor")
+        b = fire(mid[None])[0]
+        go_hi = torch.where(inc, b, ~b)  # move the "1 side" (inc) / the "0 side" (dec) down
+        hi_v = torch.where(go_hi, mid, hi_v)
+        lo_v = torch.where(go_hi, lo_v, mid)
+    thresh = np.full(channels, THRESH_MAX, dtype=np.int64)  # constant 0 (flip False)
+    flip = np.zeros(channels, dtype=np.bool_)
+    inc_n, dec_n = inc.numpy(), dec.numpy()
+    thresh[inc_n] = hi_v.numpy()[inc_n]
+    thresh[dec_n] = lo_v.numpy()[dec_n]
+    flip[dec_n] = True
+    thresh[(b_lo & b_hi).numpy()] = THRESH_MIN  # constant 1
+    return thresh.astype(np.int32), flip
+
+
+def _verify_thresholds(
+    fire: Any, thresh: np.ndarray, flip: np.ndarray, lo: int, hi: int, what: str
+) -> None:
+    """Re-evaluate ``fire`` on the whole range (or a bounded sample) against the thresholds."""
+    c = thresh.shape[0]
+    n = hi - lo + 1
+    if n * c <= VERIFY_BUDGET:
+        ys = np.arange(lo, hi + 1, dtype=np.int64)
+    else:  # wide first layers: every threshold's neighbourhood + an even sample
+        near = np.concatenate([thresh.astype(np.int64) + d for d in (-2, -1, 0, 1, 2)])
+        sample = np.linspace(lo, hi, num=max(2, VERIFY_BUDGET // (8 * c)), dtype=np.int64)
+        ys = np.unique(np.clip(np.concatenate([near, sample]), lo, hi))
+    t = thresh.astype(np.int64)[None]
+    step = max(1, (1 << 22) // c)
+    for i in range(0, ys.size, step):
+        y = ys[i : i + step, None]
+        want = np.where(flip[None], y <= t, y >= t)
+        got = fire(torch.from_numpy(np.ascontiguousarray(np.broadcast_to(y, (y.shape[0], c)))))
+        bad = np.argwhere(got.numpy() != want)
+        if bad.size:
+            r, ch = bad[0]
+            raise ExportError(
+                f"{what}: channel {ch} is not a threshold function of the pre-activation "
+                f"(y={int(ys[i + r])}); cannot export bit-exactly"
+            )
+
+
+# -- module helpers -----------------------------------------------------------------------------
+
+
+def _kernel_signs_and_alpha(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(+-1 bits as bool tensor shaped like the weight, per-output-channel alpha or None)."""
+    _, _, _, SteSign, StochasticSign, XnorWeight = _quant_classes()
+    kq = layer.kernel_quantizer
+    with torch.no_grad():
+        if isinstance(kq, SteSign | StochasticSign):
+            if getattr(kq, "stochastic_eval", False):
+                raise ExportError("stochastic_eval kernels are not deterministic")
+            q = kq(layer.weight)
+            if not bool(((q == 1) | (q == -1)).all()):
+                raise ExportError("kernel quantizer output is not +-1")
+            return q > 0, None
+        if isinstance(kq, XnorWeight):
+            q = kq(layer.weight).float()
+            w = layer.weight.detach()
+            bits = w >= 0  # sign(0) = +1; q = alpha * sign(w)
+            alpha = q.reshape(q.shape[0], -1).abs().amax(dim=1)
+            expect = torch.where(bits, 1.0, -1.0) * alpha.view(-1, *([1] * (w.dim() - 1)))
+            if not torch.equal(q, expect):
+                raise ExportError("xnor kernel quantizer output is not alpha * sign(W)")
+            return bits, alpha
+    raise ExportError(
+        f"layer kernel quantizer {type(kq).__name__ if kq is not None else None} is not binary; "
+        "only binarized kernels (ste_sign, stoch_sign, xnor_weight) can be packed"
+    )
+
+
+def _check_sign_input(layer: nn.Module, idx: int) -> nn.Module:
+    _, _, _, SteSign, StochasticSign, _ = _quant_classes()
+    iq = layer.input_quantizer
+    if iq is None:
+        raise ExportError(
+            f"module {idx}: hidden binary layer with real (unquantized) input; only models with "
+            "binarized activations (bnn, xnor) can be packed"
+        )
+    if not isinstance(iq, SteSign | StochasticSign) or getattr(iq, "stochastic_eval", False):
+        raise ExportError(f"module {idx}: input quantizer {iq!r} is not a deterministic sign")
+    return iq
+
+
+def _pre_activation(layer: nn.Module, alpha: torch.Tensor | None, view: tuple[int, ...]):
+    """``y (int64, (L, C)) -> float32 pre-activation`` shaped ``view`` (torch's own ops)."""
+    bias = None if layer.bias is None else layer.bias.detach().float()
+
+    def pre(y: torch.Tensor) -> torch.Tensor:
+        v = y.to(torch.float32)
+        if alpha is not None:
+            v = v * alpha
+        if bias is not None:
+            v = v + bias
+        return v.reshape(v.shape[0], *view)
+
+    return pre
+
+
+def _bn_check(bn: nn.Module, channels: int, idx: int) -> None:
+    if bn.num_features != channels:
+        raise ExportError(f"module {idx}: BatchNorm has {bn.num_features} features, not {channels}")
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise ExportError(f"module {idx}: BatchNorm without running statistics")
+
+
+def _affine(
+    layer: nn.Module, alpha: torch.Tensor | None, bn: nn.Module | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores = scale * y + shift (the last layer), folded in float64, stored float32."""
+    scale = np.ones(n) if alpha is None else alpha.double().numpy().copy()
+    shift = np.zeros(n) if layer.bias is None else layer.bias.detach().double().numpy().copy()
+    if bn is not None:
+        inv = 1.0 / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
+        g = np.ones(n) if bn.weight is None else bn.weight.detach().double().numpy()
+        b = np.zeros(n) if bn.bias is None else bn.bias.detach().double().numpy()
+        s = g * inv
+        shift = (shift - bn.running_mean.detach().double().numpy()) * s + b
+        scale = scale * s
+    return scale.astype(np.float32), shift.astype(np.float32)
+
+
+def _pack_dense_after_image(bits: torch.Tensor, h: int, w: int, c: int) -> np.ndarray:
+    """Torch flattens (C, H, W); the engine's flat layout is (H, W, channel words)."""
+    b = bits.numpy().reshape(bits.shape[0], c, h, w).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(pack_bits(b)).reshape(bits.shape[0], -1)
+
+
+# -- the walk -----------------------------------------------------------------------------------
+
+
+def export_layers(
+    model: nn.Module, input_shape: Sequence[int], *, verify: bool = True
+) -> list[Layer]:
+    """Translate ``model`` (an ``nn.Sequential``) into packed layers (see module docstring)."""
+    BinaryLinear, BinaryConv2d, Quantize8bit, _, _, _ = _quant_classes()
+    if not isinstance(model, nn.Sequential):
+        raise ExportError(f"expected an nn.Sequential, got {type(model).__name__}")
+    mods = [(i, m) for i, m in enumerate(model) if not isinstance(m, nn.Dropout | nn.Identity)]
+    if not mods or not isinstance(mods[0][1], Quantize8bit):
+        first = type(mods[0][1]).__name__ if mods else "nothing"
+        raise ExportError(
+            f"the model must start with Quantize8bit (the 8-bit input), not {first}; float "
+            "models (Normalize) cannot be packed"
+        )
+    if float(getattr(mods[0][1], "scale", 255.0)) != 255.0:
+        raise ExportError("Quantize8bit with a scale other than 255")
+    mods = mods[1:]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return _walk(
+                mods, tuple(int(d) for d in input_shape), verify, BinaryLinear, BinaryConv2d
+            )
+    finally:
+        model.train(was_training)
+
+
+def _walk(mods, input_shape, verify, BinaryLinear, BinaryConv2d) -> list[Layer]:
+    shape = input_shape_of(input_shape)
+    out: list[Layer] = []
+    binary_idx = [k for k, (_, m) in enumerate(mods) if isinstance(m, BinaryLinear | BinaryConv2d)]
+    if not binary_idx:
+        raise ExportError("no binary layer found")
+    k = 0
+    while k < len(mods):
+        idx, m = mods[k]
+        if isinstance(m, nn.Flatten):
+            if m.start_dim != 1 or m.end_dim != -1:
+                raise ExportError(f"module {idx}: Flatten must use start_dim=1, end_dim=-1")
+            layer: Layer = Flatten()
+            out.append(layer)
+            shape = layer.out_shape(shape)
+            k += 1
+            continue
+        if not isinstance(m, BinaryLinear | BinaryConv2d):
+            raise ExportError(
+                f"module {idx} ({type(m).__name__}) cannot be packed here; expected Flatten or "
+                "a binary layer (BatchNorm/MaxPool2d must follow a binary layer)"
+            )
+        first = not out or all(isinstance(x, Flatten) for x in out)
+        if getattr(m, "activation_scale", False):
+            raise ExportError(f"module {idx}: activation_scale (XNOR beta) is not bit-exportable")
+        if first:
+            if m.input_quantizer is not None:
+                raise ExportError(
+                    f"module {idx}: the first binary layer must take the real 8-bit input "
+                    "(input_quantizer=None)"
+                )
+        else:
+            _check_sign_input(m, idx)
+        bits, alpha = _kernel_signs_and_alpha(m)
+        # gather BN / pool that belong to this layer
+        bn, pool = None, None
+        k2 = k + 1
+        if k2 < len(mods) and isinstance(mods[k2][1], nn.BatchNorm1d | nn.BatchNorm2d):
+            bn = mods[k2][1]
+            k2 += 1
+        if k2 < len(mods) and isinstance(mods[k2][1], nn.MaxPool2d):
+            pool = mods[k2]
+            k2 += 1
+        nxt = next((mods[j] for j in binary_idx if j >= k2), None)
+        is_last = nxt is None
+        if is_last and k2 < len(mods):
+            j, extra = mods[k2]
+            raise ExportError(f"module {j} ({type(extra).__name__}) after the last layer")
+        layer, shape = _make_layer(m, idx, bits, alpha, bn, pool, nxt, shape, first, verify)
+        out.append(layer)
+        if pool is not None:
+            pidx, p = pool
+            if p.dilation not in (1, (1, 1)) or p.ceil_mode or p.return_indices:
+                raise ExportError(f"module {pidx}: MaxPool2d needs dilation 1, floor mode")
+            stride = p.stride if p.stride is not None else p.kernel_size
+            mp = MaxPool2d(p.kernel_size, stride, p.padding)
+            shape = mp.out_shape(shape)
+            out.append(mp)
+        k = k2
+    return out
+
+
+def _make_layer(m, idx, bits, alpha, bn, pool, nxt, shape, first, verify):
+    BinaryLinear, BinaryConv2d, _, _, _, _ = _quant_classes()
+    conv = isinstance(m, BinaryConv2d)
+    n_out = m.out_channels if conv else m.out_features
+    if bn is not None:
+        if conv != isinstance(bn, nn.BatchNorm2d):
+            raise ExportError(f"module {idx}: BatchNorm kind does not match the layer")
+        _bn_check(bn, n_out, idx)
+    if pool is not None and (not conv or bn is None):
+        raise ExportError(
+            f"module {pool[0]}: MaxPool2d must come after conv -> BatchNorm (pooling bits is exact "
+            "only once the output is thresholded)"
+        )
+    if conv:
+        if m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros":
+            raise ExportError(f"module {idx}: conv needs groups=1, dilation=1, zeros padding")
+        kh, kw = m.kernel_size
+        left, right, top, bottom = m.pad_amounts
+        c_in = m.in_channels
+        wb = bits.permute(0, 2, 3, 1).numpy()  # (out, kh, kw, in)
+        if first:
+            weight = pack_bits(wb.reshape(n_out, -1))
+        else:
+            weight = np.ascontiguousarray(pack_bits(wb)).reshape(n_out, -1)
+        fan_in = kh * kw * c_in
+        view: tuple[int, ...] = (n_out, 1, 1)
+    else:
+        if first:
+            if shape.kind != "u8_flat":
+                raise ExportError(f"module {idx}: BinaryLinear on an image needs a Flatten first")
+            weight = pack_bits(bits.numpy())
+        elif shape.kind == "bits_flat" and shape.image is not None:
+            weight = _pack_dense_after_image(bits, *shape.image)
+        elif shape.kind == "bits_flat":
+            weight = pack_bits(bits.numpy())
+        else:
+            raise ExportError(f"module {idx}: BinaryLinear needs a flat input (add Flatten)")
+        fan_in = m.in_features
+        view = (n_out,)
+    lo, hi = (-255 * fan_in, 255 * fan_in) if first else (-fan_in, fan_in)
+    if nxt is not None:
+        q_next = _check_sign_input(nxt[1], nxt[0])
+        pre = _pre_activation(m, alpha, view)
+
+        def fire(y: torch.Tensor) -> torch.Tensor:
+            v = pre(y)
+            if bn is not None:
+                v = bn(v)
+            return (q_next(v) > 0).reshape(y.shape[0], n_out)
+
+        thresh, flip = derive_thresholds(fire, n_out, lo, hi)
+        if verify:
+            _verify_thresholds(fire, thresh, flip, lo, hi, f"module {idx}")
+        stage: dict[str, Any] = {"thresh": thresh, "flip": flip}
+    else:
+        scale, shift = _affine(m, alpha, bn, n_out)
+        stage = {"scale": scale, "shift": shift}
+    if conv:
+        layer: Layer = Conv2d(
+            weight=weight,
+            in_channels=c_in,
+            kernel=(kh, kw),
+            stride=m.stride,
+            padding=(top, bottom, left, right),
+            uint8_input=first,
+            **stage,
+        )
+    else:
+        layer = Dense(weight=weight, in_features=fan_in, uint8_input=first, **stage)
+    try:
+        new_shape = layer.out_shape(shape)
+    except ValueError as e:
+        raise ExportError(f"module {idx}: {e}") from None
+    return layer, new_shape
+
+
+def export_model(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    backend: str = "numba",
+    metadata: dict[str, Any] | None = None,
+    verify: bool = True,
+    **engine_kwargs: Any,
+) -> PackedEngine:
+    """Export ``model`` and return a :class:`PackedEngine` over the packed layers."""
+    layers = export_layers(model, input_shape, verify=verify)
+    meta = default_metadata()
+    meta.update(metadata or {})
+    return PackedEngine(layers, tuple(input_shape), backend=backend, metadata=meta, **engine_kwargs)
+
+
+def export_to_file(
+    model: nn.Module,
+    path: str | Path,
+    input_shape: Sequence[int],
+    *,
+    config: Any = None,
+    metadata: dict[str, Any] | None = None,
+    verify: bool = True,
+) -> Path:
+    """Export ``model`` to a ``.xnor`` file (atomic write). ``config`` (dict / OmegaConf / any
+    JSON-able) is stored under ``metadata["config"]``."""
+    meta = dict(metadata or {})
+    if config is not None:
+        meta["config"] = _jsonable(config)
+    eng = export_model(model, input_shape, metadata=meta, verify=verify, backend="numpy")
+    return eng.save(path)
+
+
+def default_metadata() -> dict[str, Any]:
+    import xnorlab
+
+    return {
+        "exporter": "xnorlab.packed.export",
+        "versions": {
+            "xnorlab": getattr(xnorlab, "__version__", "unknown"),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def _jsonable(cfg: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig | ListConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    import dataclasses
+    import json
+
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = dataclasses.asdict(cfg)
+    return json.loads(json.dumps(cfg, default=str))
+
+
+# -- torch-side reference ---------------------------------------------------------------------
+
+
+def torch_integer_preactivations(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
+    """Exact integer pre-activations of every binary layer of ``model`` on float input ``x``.
+
+    Runs the model in eval mode, captures each binary layer's input, and recomputes
+    ``layer(x)`` with the +-1 kernel (no alpha, no bias) in float64 -- exact integers, the
+    quantities the engine's :meth:`PackedEngine.forward_int` returns.
+    """
+    BinaryLinear, BinaryConv2d, _, _, _, _ = _quant_classes()
+    import torch.nn.functional as F
+
+    results: list[np.ndarray] = []
+    hooks = []
+
+    def hook(mod, inputs):
+        (xin,) = inputs
+        xq = mod.input_quantizer(xin) if mod.input_quantizer is not None else xin
+        bits, _ = _kernel_signs_and_alpha(mod)
+        w = torch.where(bits, 1.0, -1.0).double()
+        xq = xq.double()
+        if isinstance(mod, BinaryConv2d):
+            pad = mod.pad_amounts
+            if any(pad):
+                xq = F.pad(xq, pad, value=1.0 if mod.input_quantizer is not None else 0.0)
+            y = F.conv2d(xq, w, None, mod.stride, 0, mod.dilation, mod.groups)
+        else:
+            y = F.linear(xq, w)
+        if not bool((y == torch.round(y)).all()):
+            raise ExportError("pre-activation is not an integer (real input not 8-bit?)")
+        results.append(y.numpy().astype(np.int64))
+
+    for mod in model.modules():
+        if isinstance(mod, BinaryLinear | BinaryConv2d):
+            hooks.append(mod.register_forward_pre_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return results

@@ -1,0 +1,546 @@
+"""Packed layers: what the engine runs and what the file format stores.
+
+Activations between layers (see ``docs/packed_format.md``):
+
+* the engine input is ``uint8`` pixels in torch layout (N, C, H, W) (or any (N, ...) shape for a
+  model that starts with :class:`Flatten`);
+* binary images are **NHWC** with channels packed into words: ``uint64`` (N, H, W, n_words(C));
+* flat binary vectors are ``uint64`` (N, words) with ``features`` real bits; after a flatten of a
+  binary image the words are pixel-major (H, W, channel words), each pixel's last word padded
+  with 0 bits (the exporter packs the following dense weights in the same layout);
+* the last layer gives float32 scores (N, classes).
+
+Every compute layer (:class:`Dense`, :class:`Conv2d`) computes integer pre-activations ``y``
+(exact: ``K - 2 popcount(a ^ w)`` on bits, bit planes on uint8 input) and then either
+thresholds them into packed bits for the next layer (``thresh``/``flip``: bit = ``y >= t``, or
+``y <= t`` where ``flip``) or maps them to scores (``scale * y + shift``, float32).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .bits import n_words, valid_mask
+
+__all__ = [
+    "Act",
+    "Conv2d",
+    "Dense",
+    "Flatten",
+    "LAYER_TYPES",
+    "Layer",
+    "MaxPool2d",
+    "THRESH_MAX",
+    "THRESH_MIN",
+    "im2col_bits",
+    "im2col_uint8",
+    "input_shape_of",
+    "or_pool",
+]
+
+#: Threshold sentinels: with ``flip=False`` ``THRESH_MIN`` means "always 1" and ``THRESH_MAX``
+#: "always 0"; with ``flip=True`` the reverse. Pre-activations are bounded by 255 K < 2^31 - 1.
+THRESH_MIN = np.iinfo(np.int32).min
+THRESH_MAX = np.iinfo(np.int32).max
+
+
+@dataclass
+class Act:
+    """An activation between layers.
+
+    ``kind``: ``"u8"`` (uint8, any shape after the batch axis; image = (N, C, H, W)),
+    ``"bits_image"`` (uint64 (N, H, W, words), ``channels`` real bits per pixel),
+    ``"bits_flat"`` (uint64 (N, words), ``features`` real bits), ``"scores"`` (float32 (N, C)).
+    """
+
+    kind: str
+    data: np.ndarray
+    channels: int = 0
+    features: int = 0
+
+
+@dataclass
+class Shape:
+    """Static shape of an activation (for validation at load time)."""
+
+    kind: str  # "u8_image", "u8_flat", "bits_image", "bits_flat", "scores"
+    dims: tuple[int, ...]  # u8_image: (C, H, W); bits_image: (H, W, C); flat: (K,)
+    words: int = 0  # words per row (flat) or per pixel (image)
+    image: tuple[int, int, int] | None = None  # bits_flat made by flattening (H, W, C) bits
+
+    def describe(self) -> str:
+        return f"{self.kind}{list(self.dims)}"
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, int | np.integer):
+        return int(v), int(v)
+    t = tuple(int(x) for x in v)
+    if len(t) != 2:
+        raise ValueError(f"expected an int or a pair, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def _quad(v: Any) -> tuple[int, int, int, int]:
+    t = tuple(int(x) for x in v)
+    if len(t) != 4 or min(t) < 0:
+        raise ValueError(f"padding must be (top, bottom, left, right) >= 0, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+# -- data movement (shared by both backends) ----------------------------------------------------
+
+
+def im2col_bits(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    pad_word: np.ndarray,
+) -> tuple[np.ndarray, int, int]:
+    """Gather packed patches of an NHWC packed image ``x`` (N, H, W, Wc).
+
+    Returns ``(patches, Ho, Wo)`` with ``patches`` uint64 (N * Ho * Wo, kh * kw * Wc) in
+    (kh, kw, channel word) order; out-of-image pixels are ``pad_word`` (Wc,) (all-ones = +1).
+    """
+    n, h, w, wc = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    pt, pb, pl, pr = padding
+    hp, wp = h + pt + pb, w + pl + pr
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"kernel {kernel} larger than padded input {hp}x{wp}")
+    if any(padding):
+        xp = np.empty((n, hp, wp, wc), dtype=x.dtype)
+        xp[...] = pad_word
+        xp[:, pt : pt + h, pl : pl + w] = x
+    else:
+        xp = x
+    win = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (n, hp-kh+1, wp-kw+1, wc, kh, kw)
+    win = win[:, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
+    patches = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n * ho * wo, -1)
+    return patches, ho, wo
+
+
+def im2col_uint8(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+) -> tuple[np.ndarray, int, int]:
+    """Patches of a uint8 NCHW image, zero padded: (N * Ho * Wo, kh * kw * C) in (kh, kw, c)
+    order (the exporter flattens first-layer conv weights the same way)."""
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return im2col_bits(nhwc, kernel, stride, padding, np.zeros(nhwc.shape[-1], dtype=np.uint8))
+
+
+def or_pool(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> np.ndarray:
+    """Max-pool of +-1 values on packed NHWC bits: bitwise OR over each window (floor mode).
+
+    Padding is bit 0 (-1), neutral for OR (torch pads max-pool with -inf).
+    """
+    n, h, w, wc = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (w + 2 * pw - kw) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"pool kernel {kernel} larger than input {h}x{w}")
+    if ph or pw:
+        xp = np.zeros((n, h + 2 * ph, w + 2 * pw, wc), dtype=x.dtype)
+        xp[:, ph : ph + h, pw : pw + w] = x
+    else:
+        xp = x
+    out = np.zeros((n, ho, wo, wc), dtype=x.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            out |= xp[:, dy : dy + (ho - 1) * sh + 1 : sh, dx : dx + (wo - 1) * sw + 1 : sw]
+    return out
+
+
+# -- layers ----------------------------------------------------------------------------------
+
+
+class Layer:
+    """Base class; subclasses are dataclasses registered in :data:`LAYER_TYPES`."""
+
+    type_name: ClassVar[str] = ""
+    array_names: ClassVar[tuple[str, ...]] = ()
+
+    def params(self) -> dict[str, Any]:
+        """JSON-serialisable scalar parameters."""
+        raise NotImplementedError
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Named arrays stored in the payload (absent optional arrays are omitted)."""
+        out = {}
+        for name in self.array_names:
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = v
+        return out
+
+    @classmethod
+    def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Layer:
+        raise NotImplementedError
+
+    def out_shape(self, s: Shape) -> Shape:
+        raise NotImplementedError
+
+    def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
+        """Run the layer; returns the output and (if ``want_int``) the int pre-activations."""
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class _Compute(Layer):
+    """Shared parts of Dense/Conv2d: the output stage (threshold bits or affine scores)."""
+
+    thresh: np.ndarray | None = None  # int32 (out,)
+    flip: np.ndarray | None = None  # bool (out,)
+    scale: np.ndarray | None = None  # float32 (out,)
+    shift: np.ndarray | None = None  # float32 (out,)
+
+    @property
+    def outputs_bits(self) -> bool:
+        return self.thresh is not None
+
+    def _check_output_stage(self, n_out: int) -> None:
+        has_t = self.thresh is not None and self.flip is not None
+        has_a = self.scale is not None and self.shift is not None
+        if has_t == has_a:
+            raise ValueError(
+                f"{self.type_name}: give exactly one output stage, thresh+flip or scale+shift"
+            )
+        if has_t:
+            self.thresh = np.ascontiguousarray(self.thresh, dtype=np.int32).reshape(-1)
+            self.flip = np.ascontiguousarray(self.flip, dtype=np.bool_).reshape(-1)
+            arrs = (self.thresh, self.flip)
+        else:
+            self.scale = np.ascontiguousarray(self.scale, dtype=np.float32).reshape(-1)
+            self.shift = np.ascontiguousarray(self.shift, dtype=np.float32).reshape(-1)
+            arrs = (self.scale, self.shift)
+        for arr in arrs:
+            if arr.shape != (n_out,):
+                raise ValueError(f"{self.type_name}: output stage arrays need shape ({n_out},)")
+
+    def _first_layer(
+        self, planes: np.ndarray, ops: Any, want_int: bool
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Bit-plane layer on uint8 input: (int pre-activations or None, output)."""
+        if self.thresh is not None and not want_int:
+            return None, ops.bitplane_gemm_threshold(planes, self.weight, self.thresh, self.flip)
+        y = ops.bitplane_gemm(planes, self.weight)
+        return y, self._finish(y, ops)
+
+    def _finish(self, y: np.ndarray, ops: Any) -> np.ndarray:
+        """Apply the output stage to int32 (M, out) pre-activations."""
+        if self.thresh is not None:
+            return ops.threshold_pack(y, self.thresh, self.flip)
+        return y.astype(np.float32) * self.scale + self.shift
+
+
+@dataclass(eq=False)
+class Dense(_Compute):
+    """Fully connected layer on packed bits or on uint8 input (bit planes).
+
+    ``weight``: uint64 (out_features, words), packed +-1 rows laid out like the flattened input
+    (words >= n_words(in_features)); ``in_features`` real connections K.
+    """
+
+    type_name: ClassVar[str] = "dense"
+    array_names: ClassVar[tuple[str, ...]] = ("weight", "thresh", "flip", "scale", "shift")
+
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    in_features: int = 0
+    uint8_input: bool = False
+
+    def __post_init__(self) -> None:
+        self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
+        if self.weight.ndim != 2:
+            raise ValueError("dense: weight must be 2-D (out_features, words)")
+        if self.uint8_input and self.weight.shape[1] != n_words(self.in_features):
+            raise ValueError("dense: uint8-input weight must have n_words(in_features) words")
+        if self.weight.shape[1] < n_words(self.in_features):
+            raise ValueError("dense: weight has fewer words than in_features needs")
+        self._check_output_stage(self.out_features)
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "in_features": int(self.in_features),
+            "out_features": self.out_features,
+            "uint8_input": bool(self.uint8_input),
+            "output": "bits" if self.outputs_bits else "scores",
+        }
+
+    @classmethod
+    def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Dense:
+        return cls(
+            weight=arrays["weight"],
+            in_features=int(params["in_features"]),
+            uint8_input=bool(params["uint8_input"]),
+            thresh=arrays.get("thresh"),
+            flip=arrays.get("flip"),
+            scale=arrays.get("scale"),
+            shift=arrays.get("shift"),
+        )
+
+    def out_shape(self, s: Shape) -> Shape:
+        if self.uint8_input:
+            ok = s.kind == "u8_flat" and s.dims == (self.in_features,)
+        else:
+            ok = s.kind == "bits_flat" and s.dims == (self.in_features,)
+            ok = ok and s.words == self.weight.shape[1]
+        if not ok:
+            want = "u8_flat" if self.uint8_input else f"bits_flat ({self.weight.shape[1]} words)"
+            raise ValueError(
+                f"dense expects {want}[{self.in_features}], gets {s.describe()} ({s.words} words)"
+            )
+        n = self.out_features
+        if self.outputs_bits:
+            return Shape("bits_flat", (n,), n_words(n))
+        return Shape("scores", (n,))
+
+    def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
+        if self.uint8_input:
+            y, out = self._first_layer(ops.bitplanes(a.data), ops, want_int)
+        elif self.outputs_bits and not want_int:
+            y = None
+            out = ops.xnor_gemm_threshold(
+                a.data, self.weight, self.in_features, self.thresh, self.flip
+            )
+        else:
+            y = ops.xnor_gemm(a.data, self.weight, self.in_features)
+            out = self._finish(y, ops)
+        n = self.out_features
+        if self.outputs_bits:
+            return Act("bits_flat", out, features=n), y
+        return Act("scores", out), y
+
+
+@dataclass(eq=False)
+class Conv2d(_Compute):
+    """2-D convolution on packed NHWC bits (+1 padding) or on a uint8 image (0 padding).
+
+    ``weight``: uint64 (out_channels, words). Binary input: words = kh * kw * n_words(C), each
+    kernel position's channels packed in their own words, (kh, kw, word) order. uint8 input:
+    the (kh, kw, c)-ordered kernel of K = kh * kw * C values packed as one row of n_words(K).
+    ``padding`` is (top, bottom, left, right).
+    """
+
+    type_name: ClassVar[str] = "conv2d"
+    array_names: ClassVar[tuple[str, ...]] = ("weight", "thresh", "flip", "scale", "shift")
+
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    in_channels: int = 0
+    kernel: tuple[int, int] = (3, 3)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (1, 1, 1, 1)
+    uint8_input: bool = False
+
+    def __post_init__(self) -> None:
+        self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
+        self.kernel = _pair(self.kernel)
+        self.stride = _pair(self.stride)
+        self.padding = _quad(self.padding)
+        if min(self.kernel) < 1 or min(self.stride) < 1 or self.in_channels < 1:
+            raise ValueError("conv2d: kernel, stride and in_channels must be >= 1")
+        if self.weight.ndim != 2 or self.weight.shape[1] != self.words:
+            raise ValueError(
+                f"conv2d: weight must be (out_channels, {self.words}), got {self.weight.shape}"
+            )
+        self._check_output_stage(self.out_channels)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        return self.kernel[0] * self.kernel[1] * self.in_channels
+
+    @property
+    def words(self) -> int:
+        if self.uint8_input:
+            return n_words(self.fan_in)
+        return self.kernel[0] * self.kernel[1] * n_words(self.in_channels)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "in_channels": int(self.in_channels),
+            "out_channels": self.out_channels,
+            "kernel": list(self.kernel),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "uint8_input": bool(self.uint8_input),
+            "output": "bits" if self.outputs_bits else "scores",
+        }
+
+    @classmethod
+    def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Conv2d:
+        return cls(
+            weight=arrays["weight"],
+            in_channels=int(params["in_channels"]),
+            kernel=tuple(params["kernel"]),
+            stride=tuple(params["stride"]),
+            padding=tuple(params["padding"]),
+            uint8_input=bool(params["uint8_input"]),
+            thresh=arrays.get("thresh"),
+            flip=arrays.get("flip"),
+            scale=arrays.get("scale"),
+            shift=arrays.get("shift"),
+        )
+
+    def _out_hw(self, h: int, w: int) -> tuple[int, int]:
+        pt, pb, pl, pr = self.padding
+        ho = (h + pt + pb - self.kernel[0]) // self.stride[0] + 1
+        wo = (w + pl + pr - self.kernel[1]) // self.stride[1] + 1
+        if ho <= 0 or wo <= 0:
+            raise ValueError(f"conv2d: kernel {self.kernel} does not fit a {h}x{w} input")
+        return ho, wo
+
+    def out_shape(self, s: Shape) -> Shape:
+        if self.uint8_input:
+            if s.kind != "u8_image" or s.dims[0] != self.in_channels:
+                raise ValueError(
+                    f"conv2d expects a uint8 image with {self.in_channels} channels, "
+                    f"gets {s.describe()}"
+                )
+            h, w = s.dims[1], s.dims[2]
+        else:
+            if s.kind != "bits_image" or s.dims[2] != self.in_channels:
+                raise ValueError(
+                    f"conv2d expects a binary image with {self.in_channels} channels, "
+                    f"gets {s.describe()}"
+                )
+            h, w = s.dims[0], s.dims[1]
+        ho, wo = self._out_hw(h, w)
+        if not self.outputs_bits:
+            raise ValueError("conv2d as the last layer (scores) is not supported")
+        return Shape("bits_image", (ho, wo, self.out_channels), n_words(self.out_channels))
+
+    def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
+        n = a.data.shape[0]
+        if self.uint8_input:
+            patches, ho, wo = im2col_uint8(a.data, self.kernel, self.stride, self.padding)
+            y, out = self._first_layer(ops.bitplanes(patches), ops, want_int)
+        else:
+            pad_word = valid_mask(self.in_channels)
+            patches, ho, wo = im2col_bits(a.data, self.kernel, self.stride, self.padding, pad_word)
+            if want_int:
+                y = ops.xnor_gemm(patches, self.weight, self.fan_in)
+                out = self._finish(y, ops)
+            else:
+                y = None
+                out = ops.xnor_gemm_threshold(
+                    patches, self.weight, self.fan_in, self.thresh, self.flip
+                )
+        if y is not None:  # torch layout (N, C, Ho, Wo)
+            y = y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+        bits = out.reshape(n, ho, wo, -1)
+        return Act("bits_image", bits, channels=self.out_channels), y
+
+
+@dataclass(eq=False)
+class MaxPool2d(Layer):
+    """Max-pool of a binary image = bitwise OR of packed words over each window (floor mode)."""
+
+    type_name: ClassVar[str] = "maxpool2d"
+
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        self.kernel = _pair(self.kernel)
+        self.stride = _pair(self.stride)
+        self.padding = _pair(self.padding)
+        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError("maxpool2d: kernel and stride must be >= 1, padding >= 0")
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "kernel": list(self.kernel),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+        }
+
+    @classmethod
+    def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> MaxPool2d:
+        return cls(tuple(params["kernel"]), tuple(params["stride"]), tuple(params["padding"]))
+
+    def out_shape(self, s: Shape) -> Shape:
+        if s.kind != "bits_image":
+            raise ValueError(f"maxpool2d needs a binary image, gets {s.describe()}")
+        h, w, c = s.dims
+        ho = (h + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1
+        if ho <= 0 or wo <= 0:
+            raise ValueError(f"maxpool2d: kernel {self.kernel} does not fit {h}x{w}")
+        return Shape("bits_image", (ho, wo, c), s.words)
+
+    def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
+        out = or_pool(a.data, self.kernel, self.stride, self.padding)
+        return Act("bits_image", out, channels=a.channels), None
+
+
+@dataclass(eq=False)
+class Flatten(Layer):
+    """Flatten: uint8 input in torch (C, H, W) order; binary images pixel-major (H, W, words)."""
+
+    type_name: ClassVar[str] = "flatten"
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Flatten:
+        return cls()
+
+    def out_shape(self, s: Shape) -> Shape:
+        if s.kind in ("u8_image", "u8_flat"):
+            return Shape("u8_flat", (math.prod(s.dims),))
+        if s.kind == "bits_image":
+            h, w, c = s.dims
+            return Shape("bits_flat", (h * w * c,), h * w * s.words, image=(h, w, c))
+        if s.kind == "bits_flat":
+            return s
+        raise ValueError(f"flatten cannot follow {s.describe()}")
+
+    def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
+        n = a.data.shape[0]
+        if a.kind == "u8":
+            return Act("u8", np.ascontiguousarray(a.data).reshape(n, -1)), None
+        if a.kind == "bits_image":
+            _, h, w, _ = a.data.shape
+            flat = np.ascontiguousarray(a.data).reshape(n, -1)
+            return Act("bits_flat", flat, features=h * w * a.channels), None
+        return a, None
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.type_name: cls for cls in (Dense, Conv2d, MaxPool2d, Flatten)
+}
+
+
+def input_shape_of(input_shape: tuple[int, ...]) -> Shape:
+    """The static :class:`Shape` of the engine input (uint8 (C, H, W) or flat (K,))."""
+    dims = tuple(int(d) for d in input_shape)
+    if len(dims) == 3:
+        return Shape("u8_image", dims)
+    if len(dims) == 1:
+        return Shape("u8_flat", dims)
+    raise ValueError(f"input_shape must be (C, H, W) or (K,), got {input_shape}")
