@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, write_tiny_mnist
 
-COPY = ["conf", "pipelines", "src", "dvc.yaml", ".dvc/config", ".dvcignore"]
+COPY = ["conf", "pipelines", "src", "dvc.yaml", ".dvc/config", ".dvcignore", "README.md"]
 
 
 @pytest.fixture
@@ -68,7 +68,14 @@ def make_project(dest: Path, url: str, digests: dict[str, str]) -> None:
                                       "args": "trainer=smoke model.hidden=32"},
         },
     }
+    suite["exports"] = ["mnist-mlp-bnn-distill"]
     (dest / "conf/suite/default.yaml").write_text(yaml.safe_dump(suite))
+    bench_file = dest / "conf/benchmark.yaml"
+    bench = yaml.safe_load(bench_file.read_text())
+    bench.update(batches=[1, 8], threads=[1], repeats=1, min_seconds=0.01,
+                 paper_mlp={"enabled": False, "hidden": 8, "depth": 1},
+                 peak={"seconds": 0.02, "repeats": 1}, gemm={"m": 8, "n": 64, "k": 128})
+    bench_file.write_text(yaml.safe_dump(bench))
 
 
 def dvc(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -86,18 +93,30 @@ def test_dvc_repro_downloads_and_trains(tmp_path, served_tiny_mnist):
 
     first = dvc(project, "repro", env=env)
     assert first.returncode == 0, first.stdout[-1500:] + first.stderr[-3000:]
-    for stage in ("download@mnist", "train@mnist-mlp-float", "distill@mnist-mlp-bnn-distill"):
+    for stage in ("download@mnist", "train@mnist-mlp-float", "distill@mnist-mlp-bnn-distill",
+                  "export@mnist-mlp-bnn-distill", "benchmark"):
         assert f"Running stage '{stage}'" in first.stdout
+    packed = json.loads((project / "packed/mnist-mlp-bnn-distill.json").read_text())
+    assert packed["exactness"]["exact"] and packed["exactness"]["n_images"] == 100
+    bench = json.loads((project / "reports/benchmark.json").read_text())
+    engines = {r["engine"] for r in bench["models"]["mnist-mlp-bnn-distill"]["results"]}
+    assert engines == {"torch_float32", "packed_fast", "packed_numpy"}
     for run in ("mnist-mlp-float", "mnist-mlp-bnn-distill"):
         metrics = json.loads((project / f"metrics/{run}.json").read_text())
         assert 0.0 <= metrics["test_acc"] <= 1.0
         assert (project / f"models/{run}/checkpoints/best.ckpt").exists()
 
+    readme = (project / "README.md").read_text()
+    table = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
+    assert "Test error (%)" in table and "| Architecture | Method |" in table
+    assert (project / "reports/tables.md").exists()
+
     again = dvc(project, "repro", env=env)
     assert again.returncode == 0 and "up to date" in again.stdout
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("xnorlab").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("xnorlab").experiment_id],
+                              "tags.`xnorlab.kind` = 'train'")
     assert sorted(r.info.run_name for r in runs) == ["mnist-mlp-bnn-distill", "mnist-mlp-float"]
     student = next(r for r in runs if r.info.run_name == "mnist-mlp-bnn-distill")
     assert student.data.tags["suite"] == "default"

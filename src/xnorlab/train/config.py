@@ -68,6 +68,7 @@ class SuiteConfig:
     datasets: list[str] = field(default_factory=list)
     runs: dict[str, Any] = field(default_factory=dict)
     distill_runs: dict[str, Any] = field(default_factory=dict)
+    exports: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
@@ -20,7 +21,9 @@ def size_report(model: nn.Module) -> dict[str, float]:
     """
     total = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for b in model.buffers() if b.is_floating_point())
-    binary = sum(m.weight.numel() for m in model.modules() if is_binary_layer(m))
+    binary = sum(
+        m.weight.numel() for m in model.modules() if is_binary_layer(m) and m.binary_kernel
+    )
     bytes_fp32 = 4 * (total + buffers)
     bytes_1bit = binary / 8 + 4 * (total - binary + buffers)
     return {
@@ -30,6 +33,13 @@ def size_report(model: nn.Module) -> dict[str, float]:
         "model_bytes_1bit": bytes_1bit,
         "compression_ratio": bytes_fp32 / bytes_1bit,
     }
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    """Size of the network saved as a float32 PyTorch checkpoint (weights only, no optimizer)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
 
 
 @torch.no_grad()
@@ -84,6 +94,7 @@ class PeakRSS:
                 return
 
     def __enter__(self) -> PeakRSS:
+        self.start_mb = self.peak_mb = memory_usage(-1, interval=0.01, max_usage=True)
         self._thread.start()
         return self
 
