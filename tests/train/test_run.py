@@ -133,3 +133,15 @@ def test_parallel_multirun_writes_child_runs_under_one_parent(tmp_path, tiny_raw
     assert len(parents) == 1 and len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert sorted(c.info.run_name for c in children) == ["mnist-logreg-bnn", "mnist-logreg-float"]
+
+
+def test_rerunning_a_finished_run_retrains_and_keeps_the_old_one(tmp_path, tiny_raw, mlflow_uri):
+    out = tmp_path / "models" / "run"
+    cfg = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, "model=logreg", "trainer.max_epochs=1", f"out_dir={out}",
+    )))
+    run(cfg)
+    run(cfg)
+    assert len(runs_of(mlflow_uri)) == 2  # a second MLflow run, not a resumed no-op
+    (aside,) = (tmp_path / "models" / ".replaced").iterdir()
+    assert (aside / "metrics.json").exists() and (out / "metrics.json").exists()

@@ -54,16 +54,20 @@ def _peak_rss_mb() -> float:
 def prepare_out_dir(out: Path, cfg: dict[str, Any], resume: bool) -> Path | None:
     """Make `out` ready; return the checkpoint to resume from, if any.
 
-    A folder left by a different config is moved aside to models/.replaced/ rather than mixed
-    with this run or deleted.
+    Only an unfinished run of the same config resumes. A folder holding a finished run (it has
+    metrics.json: rerunning means retraining, e.g. after a code change) or a run of another
+    config is moved aside to models/.replaced/ rather than mixed with this run or deleted.
     """
     saved = out / "config.yaml"
     last = out / "checkpoints" / "last.ckpt"
-    if saved.exists() and yaml.safe_load(saved.read_text()) != cfg:
-        aside = out.parent / ".replaced" / f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        log.warning("%s holds a run of another config; moving it to %s", out, aside)
-        shutil.move(str(out), aside)
+    if saved.exists():
+        other_config = yaml.safe_load(saved.read_text()) != cfg
+        if other_config or (out / "metrics.json").exists():
+            aside = out.parent / ".replaced" / f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            why = "a run of another config" if other_config else "a finished run"
+            log.warning("%s holds %s; moving it to %s", out, why, aside)
+            shutil.move(str(out), aside)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".config.yaml.tmp"
     tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
