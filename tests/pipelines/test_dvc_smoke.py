@@ -106,6 +106,11 @@ def test_dvc_repro_downloads_and_trains(tmp_path, served_tiny_mnist):
         assert 0.0 <= metrics["test_acc"] <= 1.0
         assert (project / f"models/{run}/checkpoints/best.ckpt").exists()
 
+    curve = json.loads((project / "curves/mnist-mlp-float.json").read_text())
+    assert [row["epoch"] for row in curve] == [1, 2]
+    shown = dvc(project, "plots", "show", "--json", env=env)
+    assert shown.returncode == 0 and "curves/mnist-mlp-float.json" in shown.stdout
+
     readme = (project / "README.md").read_text()
     table = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
     assert "Test error (%)" in table and "| Architecture | Method |" in table

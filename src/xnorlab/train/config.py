@@ -80,6 +80,7 @@ class RunConfig:
     out_dir: str = "models/run"
     resume: bool = True
     metrics_file: str | None = None
+    history_file: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import shutil
@@ -300,9 +301,13 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
     metrics["peak_rss_mb_getrusage"] = _peak_rss_mb()
     metrics = {k: float(v) for k, v in metrics.items()}
     write_json(out / "metrics.json", metrics)
-    if cfg["metrics_file"]:
-        Path(cfg["metrics_file"]).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(cfg["metrics_file"]), metrics)
+    history = out / "history.json"  # K-means has no epochs: an empty curve
+    curve = json.loads(history.read_text()) if history.exists() else []
+    copies = [(cfg["metrics_file"], metrics), (cfg["history_file"], curve)]
+    for path, data in copies:
+        if path:  # copies outside out_dir, which DVC tracks as metrics and plots
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write_json(Path(path), data)
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     for path in [out / "config.yaml", out / "metrics.json", *ctx.artifacts]:
