@@ -1,9 +1,13 @@
+import numba
 import numpy as np
 import pytest
 
 from xnorlab.packed import kernels, reference
 from xnorlab.packed.bits import pack_signs
 from xnorlab.packed.layers import THRESH_MAX, THRESH_MIN
+
+#: Thread counts to test: 2 only where numba may use 2 (NUMBA_NUM_THREADS caps it).
+THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
 
 SHAPES = [
     (1, 1, 1),
@@ -28,7 +32,7 @@ def test_gemm_fast_equals_reference_equals_matmul(m, n, k):
     want = (xa.astype(np.float64) @ xb.astype(np.float64).T).astype(np.int32)
     ref = reference.xnor_gemm(a, b, k)
     assert ref.dtype == np.int32 and np.array_equal(ref, want)
-    for threads in (1, 2):
+    for threads in THREADS:
         assert np.array_equal(kernels.xnor_gemm(a, b, k, threads=threads), want)
 
 
@@ -111,13 +115,19 @@ def test_bitplane_fused_threshold(m, n, k):
 AVX2_FEATURES = "+64bit,+avx,+avx2,+popcnt,+sse,+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+fma,+cx16,+cmov"
 _AVX2_SCRIPT = """
 import numpy as np
-from xnorlab.packed import kernels
+from xnorlab.packed import kernels, reference
 from xnorlab.packed.bits import pack_signs
 rng = np.random.default_rng(0)
 xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(13, 200))
 assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
-asm = "\\n".join(kernels._xnor_gemm_nb.inspect_asm().values())
-assert "zmm" not in asm and "vpopcntq" not in asm, "AVX-512 code for an AVX2 target"
+x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, 16)))
+w = pack_signs(rng.choice([-1, 1], size=(5, 3, 3, 16))).reshape(5, -1)
+taps = reference.conv_taps(w, 16, (3, 3), False)
+g = ((1, 1), (1, 1, 1, 1))
+assert np.array_equal(kernels.binary_conv2d(x, taps, *g), reference.binary_conv2d(x, taps, *g))
+for name in ("_xnor_gemm_nb", "_binary_conv_nb", "_bit_tap_sweep"):
+    asm = "\\n".join(getattr(kernels, name).inspect_asm().values())
+    assert asm and "zmm" not in asm and "vpopcntq" not in asm, name + ": AVX-512 for AVX2"
 print("ok")
 """
 

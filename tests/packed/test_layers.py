@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from xnorlab.packed.bits import pack_signs, unpack_signs
-from xnorlab.packed.engine import get_backend
+from xnorlab.packed.engine import PackedEngine, _fuse_pools, get_backend
 from xnorlab.packed.layers import Act, Conv2d, Dense, Flatten, MaxPool2d, or_pool
 
 
@@ -116,3 +116,38 @@ def test_layer_validation():
             thresh=np.zeros(2),
             flip=np.zeros(2, bool),
         )
+
+
+def _small_cnn(rng):
+    """uint8 conv(3->8) -> pool 2 -> conv(8->70) -> pool 3/2 pad 1 -> flatten -> dense."""
+
+    def stage(n, bound):
+        return {"thresh": rng.integers(-bound, bound, n), "flip": rng.random(n) < 0.5}
+
+    first = Conv2d(weight=pack_signs(_pm1(rng, (8, 27))), in_channels=3, kernel=3,
+                   uint8_input=True, **stage(8, 2000))
+    w2 = pack_signs(_pm1(rng, (70, 3, 3, 8))).reshape(70, -1)
+    second = Conv2d(weight=w2, in_channels=8, kernel=3, **stage(70, 20))
+    w3 = pack_signs(_pm1(rng, (4, 2, 3, 70))).reshape(4, -1)  # after 4x5 -> 2x3 pooling
+    last = Dense(weight=w3, in_features=420, scale=np.ones(4), shift=np.zeros(4))
+    return [first, MaxPool2d(2, 2), second, MaxPool2d(3, 2, 1), Flatten(), last]
+
+
+def test_engine_fuses_non_overlapping_pools_only():
+    rng = np.random.default_rng(5)
+    layers = _small_cnn(rng)
+    steps = _fuse_pools(layers)
+    assert [(type(m).__name__, kw) for m, kw in steps] == [
+        ("Conv2d", {"pool": (2, 2)}), ("Conv2d", {}), ("MaxPool2d", {}), ("Flatten", {}),
+        ("Dense", {}),
+    ]
+    u = rng.integers(0, 256, size=(5, 3, 9, 10), dtype=np.uint8)
+    for backend in ("numba", "numpy"):
+        eng = PackedEngine(layers, (3, 9, 10), backend=backend)
+        a = Act("u8", u)
+        for layer in layers:  # unfused, layer by layer
+            a, _ = layer.forward(a, eng.ops, False)
+        assert np.array_equal(eng.scores(u), a.data)
+        ints = eng.forward_int(u)
+        assert [y.shape for y in ints] == [(5, 8, 9, 10), (5, 70, 4, 5), (5, 4)]
+        assert np.array_equal(ints[-1].astype(np.float32), eng.scores(u))

@@ -18,12 +18,14 @@ import numpy as np
 
 from . import reference
 from .format import PackedFormatError, load_packed, save_packed
-from .layers import Act, Conv2d, Dense, Layer, Shape, input_shape_of
+from .layers import Act, Conv2d, Dense, Layer, MaxPool2d, Shape, input_shape_of
 
 __all__ = ["BACKENDS", "PackedEngine", "get_backend"]
 
 BACKENDS = ("numba", "numpy")
 _OPS = (
+    "binary_conv2d",
+    "uint8_conv2d",
     "xnor_gemm",
     "xnor_gemm_threshold",
     "bitplanes",
@@ -58,7 +60,7 @@ class PackedEngine:
         input_shape: shape of one input sample, (C, H, W) (or (K,)).
         backend: ``"numba"`` (default) or ``"numpy"`` (the reference path).
         threads: numba thread count for the kernels (None = numba's current setting).
-        batch_size: samples per internal chunk (bounds im2col memory); None = all at once.
+        batch_size: samples per internal chunk (bounds activation memory); None = all at once.
         metadata: free-form information kept with the model (saved in the file).
     """
 
@@ -82,6 +84,7 @@ class PackedEngine:
         self.shapes = self._infer_shapes()
         if self.shapes[-1].kind != "scores":
             raise ValueError("the last layer must produce scores (a dense layer with scale/shift)")
+        self._fused = _fuse_pools(self.layers)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -150,10 +153,14 @@ class PackedEngine:
     def _run(self, x: np.ndarray, want_int: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         a = Act("u8", np.ascontiguousarray(x))
         ints: list[np.ndarray] = []
-        for layer in self.layers:
-            a, y = layer.forward(a, self.ops, want_int)
-            if want_int and y is not None:
-                ints.append(y)
+        if want_int:
+            for layer in self.layers:
+                a, y = layer.forward(a, self.ops, True)
+                if y is not None:
+                    ints.append(y)
+            return a.data, ints
+        for layer, kwargs in self._fused:
+            a, _ = layer.forward(a, self.ops, False, **kwargs)
         return a.data, ints
 
     def _chunks(self, n: int) -> list[slice]:
@@ -182,3 +189,25 @@ class PackedEngine:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted class per sample (int64): argmax of :meth:`scores` (first maximum)."""
         return np.argmax(self.scores(x), axis=1).astype(np.int64)
+
+
+def _fuse_pools(layers: list[Layer]) -> list[tuple[Layer, dict[str, Any]]]:
+    """(layer, forward kwargs) steps: a thresholded conv followed by a non-overlapping max-pool
+    (kernel = stride, no padding) runs as one step, the OR-pool fused into its output stage."""
+    steps: list[tuple[Layer, dict[str, Any]]] = []
+    i = 0
+    while i < len(layers):
+        layer, nxt = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        if (
+            isinstance(layer, Conv2d)
+            and layer.outputs_bits
+            and isinstance(nxt, MaxPool2d)
+            and nxt.kernel == nxt.stride
+            and nxt.padding == (0, 0)
+        ):
+            steps.append((layer, {"pool": nxt.kernel}))
+            i += 2
+        else:
+            steps.append((layer, {}))
+            i += 1
+    return steps

@@ -10,9 +10,13 @@
   tiles are the ``prange`` tasks (rows and columns both split, so batch 1 also uses every
   thread). The thread count is numba's (``numba.set_num_threads`` or the ``threads`` argument
   of the wrappers).
-* First layer (uint8 input): bit planes on the same XNOR micro-kernel, or for ``K <= 64`` (small
-  first convs) a kernel vectorised across output channels; both optionally fused with the
-  threshold.
+* First dense layer (uint8 input): bit planes on the same XNOR micro-kernel, or for ``K <= 64``
+  a kernel vectorised across output channels; both optionally fused with the threshold.
+* Convolutions (:func:`binary_conv2d`, :func:`uint8_conv2d`) do not build im2col patches: per
+  sample they lay the input out as padded source planes and sweep every tap over contiguous
+  runs of positions (the tap formulation of :mod:`.reference`), vectorising over output
+  *positions*, which suits the narrow layers of small CNNs (9-word K, 16-64 outputs) far better
+  than a GEMM micro-kernel; threshold, bit packing and a non-overlapping OR-pool are fused.
 * ``fastmath`` is off; everything is integer, so the results are exact.
 
 All kernels take packed operands with the same number of words ``W`` per row, padding bits 0
@@ -22,17 +26,23 @@ shapes and dtypes.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .reference import TAPS_PER_PASS, ConvTaps, conv_geometry
+
 __all__ = [
+    "binary_conv2d",
     "bitplane_gemm",
     "bitplane_gemm_threshold",
     "bitplanes",
     "popcount64",
     "threshold_pack",
+    "uint8_conv2d",
     "xnor_gemm",
     "xnor_gemm_threshold",
 ]
@@ -390,7 +400,236 @@ def _bitplanes_nb(u, out):  # pragma: no cover - compiled
             out[m, 7, wi] = p7
 
 
-# -- public wrappers ------------------------------------------------------------------------
+# -- direct convolution over source planes (see reference.ConvTaps) ---------------------------
+
+
+@njit(cache=True)
+def _fill_bit_sources(x, n0, pad, groups, c, geom, src):  # pragma: no cover - compiled
+    # src[i]: padded word plane i of samples n0 .. n0 + B - 1, one hp * wp plane after the
+    # other; then the grouped planes (pixel i of a group at bits i * c); then a zero plane
+    _, h, w, wc = x.shape
+    pt, pl, hp, wp = geom[1], geom[2], geom[3], geom[4]
+    nb = min(geom[11], x.shape[0] - n0)
+    for i in range(wc):
+        s = src[i]
+        s[:] = pad[i]
+        for b in range(nb):
+            for y in range(h):
+                row = s[b * hp * wp + (y + pt) * wp + pl :]
+                for xx in range(w):
+                    row[xx] = x[n0 + b, y, xx, i]
+    s0 = src[0]
+    size = src.shape[1]
+    for k in range(groups.shape[0]):
+        s = src[wc + k]
+        s[:] = s0
+        for i in range(1, groups[k]):
+            sh = np.uint64(i * c)
+            for q in range(size - i):
+                s[q] |= s0[q + i] << sh
+    src[-1] = 0
+
+
+@njit(cache=True)
+def _fill_u8_sources(u, n0, geom, src):  # pragma: no cover - compiled
+    # src[c]: zero-padded int32 plane of channel c of samples n0 .., laid out as for bits;
+    # src[C + c] = -src[c], so a +-1 weight selects a plane instead of multiplying; the last
+    # plane stays zero
+    _, ch, h, w = u.shape
+    pt, pl, hp, wp = geom[1], geom[2], geom[3], geom[4]
+    nb = min(geom[11], u.shape[0] - n0)
+    src[:] = 0
+    for c in range(ch):
+        for b in range(nb):
+            for y in range(h):
+                start = b * hp * wp + (y + pt) * wp + pl
+                row = src[c, start:]
+                neg = src[ch + c, start:]
+                for xx in range(w):
+                    row[xx] = u[n0 + b, c, y, xx]
+                    neg[xx] = -row[xx]
+
+
+@njit(cache=True)
+def _bit_tap_sweep(src, plane, off, wt, j, stop, acc):  # pragma: no cover - compiled
+    # acc[q] = sum over taps t < stop of popcount(src[plane[t], off[t] + q] ^ wt[t, j]), three
+    # taps per pass (stop is a multiple of 3), so acc is loaded and stored once per 3 taps
+    L = acc.shape[0]
+    for t in range(0, stop, 3):
+        s0 = src[plane[t], off[t] : off[t] + L]
+        s1 = src[plane[t + 1], off[t + 1] : off[t + 1] + L]
+        s2 = src[plane[t + 2], off[t + 2] : off[t + 2] + L]
+        w0, w1, w2 = wt[t, j], wt[t + 1, j], wt[t + 2, j]
+        if t == 0:
+            for q in range(L):
+                acc[q] = _popcount(s0[q] ^ w0) + _popcount(s1[q] ^ w1) + _popcount(s2[q] ^ w2)
+        else:
+            for q in range(L):
+                acc[q] += _popcount(s0[q] ^ w0) + _popcount(s1[q] ^ w1) + _popcount(s2[q] ^ w2)
+
+
+@njit(cache=True)
+def _bit_threshold_pass(src, plane, off, wt, j, t, acc, c, inv, o, bit):  # pragma: no cover
+    # the last pass (taps t .. t + 2) fused with the threshold: with p = acc[q] (0 if t == 0)
+    # plus the three popcounts, o[q] |= ((p >= c) ^ inv) << bit
+    L = acc.shape[0]
+    s0 = src[plane[t], off[t] : off[t] + L]
+    s1 = src[plane[t + 1], off[t + 1] : off[t + 1] + L]
+    s2 = src[plane[t + 2], off[t + 2] : off[t + 2] + L]
+    w0, w1, w2 = wt[t, j], wt[t + 1, j], wt[t + 2, j]
+    b = np.uint64(bit)
+    if t == 0:
+        for q in range(L):
+            p = _popcount(s0[q] ^ w0) + _popcount(s1[q] ^ w1) + _popcount(s2[q] ^ w2)
+            o[q] |= np.uint64((p >= c) ^ inv) << b
+    else:
+        for q in range(L):
+            p = acc[q] + _popcount(s0[q] ^ w0) + _popcount(s1[q] ^ w1) + _popcount(s2[q] ^ w2)
+            o[q] |= np.uint64((p >= c) ^ inv) << b
+
+
+@njit(cache=True, inline="always")  # a call returning array views would halve the speed
+def _int_runs(src, plane, off, wt, j, t, L):  # pragma: no cover - compiled
+    # source runs of taps t .. t + 2: the negated plane where the weight is -1
+    nc = (src.shape[0] - 1) // 2
+    r0 = plane[t] + nc * (wt[t, j] < 0)
+    r1 = plane[t + 1] + nc * (wt[t + 1, j] < 0)
+    r2 = plane[t + 2] + nc * (wt[t + 2, j] < 0)
+    return (
+        src[r0, off[t] : off[t] + L],
+        src[r1, off[t + 1] : off[t + 1] + L],
+        src[r2, off[t + 2] : off[t + 2] + L],
+    )
+
+
+@njit(cache=True)
+def _int_tap_sweep(src, plane, off, wt, j, stop, acc):  # pragma: no cover - compiled
+    # acc[q] = sum over taps t < stop of wt[t, j] * src[plane[t], off[t] + q] (+-1 weights)
+    L = acc.shape[0]
+    for t in range(0, stop, 3):
+        s0, s1, s2 = _int_runs(src, plane, off, wt, j, t, L)
+        if t == 0:
+            for q in range(L):
+                acc[q] = s0[q] + s1[q] + s2[q]
+        else:
+            for q in range(L):
+                acc[q] += s0[q] + s1[q] + s2[q]
+
+
+@njit(cache=True)
+def _or_threshold(acc, t, ge, o, bit):  # pragma: no cover - compiled
+    # o[q] |= (acc[q] >= t if ge else acc[q] <= t) << bit. Kept apart from the int32 sweep:
+    # fused, the mixed int32 / uint64 lanes halve the sweep's vector width
+    b = np.uint64(bit)
+    if ge:
+        for q in range(acc.shape[0]):
+            o[q] |= np.uint64(acc[q] >= t) << b
+    else:
+        for q in range(acc.shape[0]):
+            o[q] |= np.uint64(acc[q] <= t) << b
+
+
+@njit(cache=True)
+def _popcount_threshold(t, flip, k):  # pragma: no cover - compiled
+    # (c, inv) with bit = (p >= c) ^ inv for the popcount p of y = k - 2 p:
+    # y >= t <=> p <= floor((k - t) / 2); y <= t (flip) <=> p >= ceil((k - t) / 2)
+    d = k - np.int64(t)
+    if flip:
+        return (d + 1) // 2, False
+    return d // 2 + 1, True
+
+
+@njit(cache=True)
+def _store_outputs(acc, scale, shift, n0, j, geom, y):  # pragma: no cover - compiled
+    # y[n, oy, ox, j] = shift + scale * acc at the sweep position of output (oy, ox) of n
+    _, ho, wo, _ = y.shape
+    hp, wp, sh, sw = geom[3], geom[4], geom[6], geom[7]
+    for b in range(min(geom[11], y.shape[0] - n0)):
+        for oy in range(ho):
+            for ox in range(wo):
+                y[n0 + b, oy, ox, j] = shift + scale * acc[b * hp * wp + oy * sh * wp + ox * sw]
+
+
+@njit(cache=True)
+def _scatter_bits(ob, n0, geom, out):  # pragma: no cover - compiled
+    # out[n, qy, qx] = OR of ob[:, sweep position] over the (ph, pw) pool window of conv
+    # outputs (qy ph + dy, qx pw + dx): OR-pool with kernel = stride; (1, 1) = a plain copy
+    _, hq, wq, wco = out.shape
+    hp, wp, sh, sw, ph, pw = geom[3], geom[4], geom[6], geom[7], geom[8], geom[9]
+    for b in range(min(geom[11], out.shape[0] - n0)):
+        for qy in range(hq):
+            for qx in range(wq):
+                q0 = b * hp * wp + qy * ph * sh * wp + qx * pw * sw
+                for k in range(wco):
+                    o = ob[k]
+                    v = np.uint64(0)
+                    for dy in range(ph):
+                        for dx in range(pw):
+                            v |= o[q0 + dy * sh * wp + dx * sw]
+                    out[n0 + b, qy, qx, k] = v
+
+
+@njit(parallel=True, cache=True)
+def _binary_conv_nb(
+    x, plane, ky, kx, wt, pad, groups, geom, thresh, flip, bits, y
+):  # pragma: no cover - compiled
+    # geom: see _conv_args. Each task sweeps a block of B samples; fused threshold into bits
+    # if thresh.size, else int outputs y = K - 2 popcount
+    c, hp, wp, L, k, B = geom[0], geom[3], geom[4], geom[5], geom[10], geom[11]
+    fuse = thresh.shape[0] > 0
+    T, co = wt.shape
+    off = ky * wp + kx
+    n = x.shape[0]
+    for blk in prange((n + B - 1) // B):
+        n0 = blk * B
+        nb = min(B, n - n0)
+        span = (nb - 1) * hp * wp + L  # sweep positions of this block
+        size = max(nb * hp * wp, span + off.max())  # the planes, or the furthest tap read
+        src = np.empty((pad.shape[0] + groups.shape[0] + 1, size), np.uint64)
+        _fill_bit_sources(x, n0, pad, groups, c, geom, src)
+        acc = np.empty(span, np.int64)
+        ob = np.zeros(((co + 63) // 64 if fuse else 0, span), np.uint64)
+        for j in range(co):
+            if fuse:
+                _bit_tap_sweep(src, plane, off, wt, j, T - 3, acc)
+                cut, inv = _popcount_threshold(thresh[j], flip[j], k)
+                _bit_threshold_pass(src, plane, off, wt, j, T - 3, acc, cut, inv, ob[j >> 6],
+                                    j & 63)
+            else:
+                _bit_tap_sweep(src, plane, off, wt, j, T, acc)
+                _store_outputs(acc, -2, k, n0, j, geom, y)
+        if fuse:
+            _scatter_bits(ob, n0, geom, bits)
+
+
+@njit(parallel=True, cache=True)
+def _uint8_conv_nb(u, plane, ky, kx, wt, geom, thresh, flip, bits, y):  # pragma: no cover
+    # as _binary_conv_nb on a uint8 NCHW image: exact int32 sums (|y| <= 255 K < 2^31), then
+    # the threshold on y (the int32 sentinels need no special case)
+    hp, wp, L, B = geom[3], geom[4], geom[5], geom[11]
+    fuse = thresh.shape[0] > 0
+    T, co = wt.shape
+    off = ky * wp + kx
+    n = u.shape[0]
+    for blk in prange((n + B - 1) // B):
+        n0 = blk * B
+        nb = min(B, n - n0)
+        span = (nb - 1) * hp * wp + L
+        src = np.empty((2 * u.shape[1] + 1, max(nb * hp * wp, span + off.max())), np.int32)
+        _fill_u8_sources(u, n0, geom, src)
+        acc = np.empty(span, np.int32)
+        ob = np.zeros(((co + 63) // 64 if fuse else 0, span), np.uint64)
+        for j in range(co):
+            _int_tap_sweep(src, plane, off, wt, j, T, acc)
+            if fuse:
+                _or_threshold(acc, thresh[j], not flip[j], ob[j >> 6], j & 63)
+            else:
+                _store_outputs(acc, 1, 0, n0, j, geom, y)
+        if fuse:
+            _scatter_bits(ob, n0, geom, bits)
+
+
+# -- public wrappers -------------------------------------------------------------------------
 
 
 def _packed_2d(x: np.ndarray, name: str) -> np.ndarray:
@@ -412,17 +651,18 @@ def _check_pair(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return a, b
 
 
+@contextmanager
 def _with_threads(threads: int | None):
-    class _Ctx:
-        def __enter__(self):
-            self.old = numba.get_num_threads()
-            if threads is not None:
-                numba.set_num_threads(int(threads))
-
-        def __exit__(self, *exc):
-            numba.set_num_threads(self.old)
-
-    return _Ctx()
+    """numba's thread count set to ``threads`` for the block (None: unchanged)."""
+    if threads is None:
+        yield
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 
 def _sign_threshold(thresh: np.ndarray, flip: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -553,3 +793,99 @@ def threshold_pack(
     with _with_threads(threads):
         _threshold_pack_nb(y, sgn, st, out)
     return out
+
+
+#: Target sweep length (positions) of one task: long vector loops, L1-resident planes.
+SWEEP_POSITIONS = 1024
+
+
+def _conv_args(n, hw, taps, stride, padding, pool, thresh, flip, threads):
+    """Geometry, threshold arrays (empty: int outputs) and output shape of a conv call.
+
+    ``geom = (C, pt, pl, Hp, Wp, L, sh, sw, ph, pw, K, B)``: ``L`` stride-1 sweep positions
+    per sample (whole padded rows up to the last output row), ``B`` samples per task (their
+    padded planes laid end to end make one sweep of about :data:`SWEEP_POSITIONS`).
+    """
+    hp, wp, ho, wo = conv_geometry(hw, taps.kernel, stride, padding)
+    ph, pw = pool
+    if min(ph, pw) < 1:
+        raise ValueError(f"pool must be >= (1, 1), got {pool}")
+    if taps.weight.shape[0] % TAPS_PER_PASS or TAPS_PER_PASS != 3:  # the passes are unrolled
+        raise ValueError("taps must come in whole passes of 3 (build them with conv_taps)")
+    sweep = ((ho - 1) * stride[0] + 1) * wp
+    per_thread = -(-n // (threads or numba.get_num_threads()))
+    block = max(1, min(SWEEP_POSITIONS // (hp * wp), per_thread))
+    pt, _, pl, _ = padding
+    geom = (taps.channels, pt, pl, hp, wp, sweep, *stride, ph, pw, taps.fan_in, block)
+    co = taps.weight.shape[1]
+    if thresh is None:
+        return geom, np.zeros(0, np.int32), np.zeros(0, np.bool_), (ho, wo, co)
+    t = np.ascontiguousarray(thresh, dtype=np.int32)
+    f = np.ascontiguousarray(flip, dtype=np.bool_)
+    if t.shape != (co,) or f.shape != (co,):
+        raise ValueError(f"thresh and flip need shape ({co},), got {t.shape} and {f.shape}")
+    return geom, t, f, (ho // ph, wo // pw, (co + 63) // 64)
+
+
+def _conv_outputs(n, t, shape):
+    """(bits, y): the fused-threshold output and the int output, one of them a dummy."""
+    if t.shape[0]:
+        return np.empty((n, *shape), np.uint64), np.zeros((1, 1, 1, 1), np.int32)
+    return np.zeros((1, 1, 1, 1), np.uint64), np.empty((n, *shape), np.int32)
+
+
+def binary_conv2d(
+    x: np.ndarray,
+    taps: ConvTaps,
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    thresh: np.ndarray | None = None,
+    flip: np.ndarray | None = None,
+    pool: tuple[int, int] = (1, 1),
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Conv of packed NHWC bits (N, H, W, Wc) with +1 padding, computed over the source planes
+    of :class:`~.reference.ConvTaps`. Returns int32 ``y`` (N, Ho, Wo, out), or with
+    ``thresh``/``flip`` the packed output bits (N, Ho // ph, Wo // pw, n_words(out)), OR-pooled
+    by ``pool = (ph, pw)`` (kernel = stride, floor mode; (1, 1) = no pooling).
+    """
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint64 or x.ndim != 4:
+        raise ValueError(f"x must be a uint64 (N, H, W, words) image, got {getattr(x, 'shape', x)}")
+    if x.shape[3] != taps.pad.shape[0]:
+        raise ValueError(f"x has {x.shape[3]} words per pixel, the taps {taps.pad.shape[0]}")
+    n = x.shape[0]
+    geom, t, f, shape = _conv_args(n, x.shape[1:3], taps, stride, padding, pool, thresh, flip,
+                                   threads)
+    bits, y = _conv_outputs(n, t, shape)
+    with _with_threads(threads):
+        _binary_conv_nb(np.ascontiguousarray(x), taps.plane, taps.ky, taps.kx, taps.weight,
+                        taps.pad, taps.groups, geom, t, f, bits, y)
+    return bits if t.shape[0] else y
+
+
+def uint8_conv2d(
+    u: np.ndarray,
+    taps: ConvTaps,
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    thresh: np.ndarray | None = None,
+    flip: np.ndarray | None = None,
+    pool: tuple[int, int] = (1, 1),
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Conv of a uint8 NCHW image with zero padding as exact integer sums (+-1 weights);
+    outputs as :func:`binary_conv2d`."""
+    if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.ndim != 4:
+        raise ValueError(f"u must be a uint8 (N, C, H, W) image, got {getattr(u, 'shape', u)}")
+    if u.shape[1] != taps.channels:
+        raise ValueError(f"u has {u.shape[1]} channels, the taps {taps.channels}")
+    n = u.shape[0]
+    geom, t, f, shape = _conv_args(n, u.shape[2:4], taps, stride, padding, pool, thresh, flip,
+                                   threads)
+    bits, y = _conv_outputs(n, t, shape)
+    with _with_threads(threads):
+        _uint8_conv_nb(np.ascontiguousarray(u), taps.plane, taps.ky, taps.kx, taps.weight, geom,
+                       t, f, bits, y)
+    return bits if t.shape[0] else y

@@ -11,9 +11,12 @@ Activations between layers (see ``docs/packed_format.md``):
 * the last layer gives float32 scores (N, classes).
 
 Every compute layer (:class:`Dense`, :class:`Conv2d`) computes integer pre-activations ``y``
-(exact: ``K - 2 popcount(a ^ w)`` on bits, bit planes on uint8 input) and then either
-thresholds them into packed bits for the next layer (``thresh``/``flip``: bit = ``y >= t``, or
-``y <= t`` where ``flip``) or maps them to scores (``scale * y + shift``, float32).
+(exact: ``K - 2 popcount(a ^ w)`` on bits; on uint8 input bit planes (dense) or integer sums
+(conv)) and then either thresholds them into packed bits for the next layer
+(``thresh``/``flip``: bit = ``y >= t``, or ``y <= t`` where ``flip``) or maps them to scores
+(``scale * y + shift``, float32). Convs run as tap sweeps (:class:`~.reference.ConvTaps`, a
+layout derived from the stored weights on first use), with a following non-overlapping max-pool
+fused in by the engine.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .bits import n_words, valid_mask
+from .bits import n_words
+from .reference import ConvTaps, conv_taps
 
 __all__ = [
     "Act",
@@ -93,7 +97,7 @@ def _quad(v: Any) -> tuple[int, int, int, int]:
     return t  # type: ignore[return-value]
 
 
-# -- data movement (shared by both backends) ----------------------------------------------------
+# -- data movement (im2col: the tests' oracle for the conv kernels; pooling) -------------------
 
 
 def im2col_bits(
@@ -338,7 +342,8 @@ class Conv2d(_Compute):
     ``weight``: uint64 (out_channels, words). Binary input: words = kh * kw * n_words(C), each
     kernel position's channels packed in their own words, (kh, kw, word) order. uint8 input:
     the (kh, kw, c)-ordered kernel of K = kh * kw * C values packed as one row of n_words(K).
-    ``padding`` is (top, bottom, left, right).
+    ``padding`` is (top, bottom, left, right). The kernels run on :attr:`taps`, a layout of the
+    same bits (narrow channels: several pixels per word) built from ``weight``.
     """
 
     type_name: ClassVar[str] = "conv2d"
@@ -350,6 +355,7 @@ class Conv2d(_Compute):
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (1, 1, 1, 1)
     uint8_input: bool = False
+    _taps: ConvTaps | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
@@ -432,26 +438,30 @@ class Conv2d(_Compute):
             raise ValueError("conv2d as the last layer (scores) is not supported")
         return Shape("bits_image", (ho, wo, self.out_channels), n_words(self.out_channels))
 
-    def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
-        n = a.data.shape[0]
-        if self.uint8_input:
-            patches, ho, wo = im2col_uint8(a.data, self.kernel, self.stride, self.padding)
-            y, out = self._first_layer(ops.bitplanes(patches), ops, want_int)
-        else:
-            pad_word = valid_mask(self.in_channels)
-            patches, ho, wo = im2col_bits(a.data, self.kernel, self.stride, self.padding, pad_word)
-            if want_int:
-                y = ops.xnor_gemm(patches, self.weight, self.fan_in)
-                out = self._finish(y, ops)
-            else:
-                y = None
-                out = ops.xnor_gemm_threshold(
-                    patches, self.weight, self.fan_in, self.thresh, self.flip
-                )
-        if y is not None:  # torch layout (N, C, Ho, Wo)
-            y = y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
-        bits = out.reshape(n, ho, wo, -1)
-        return Act("bits_image", bits, channels=self.out_channels), y
+    @property
+    def taps(self) -> ConvTaps:
+        """The weights as taps over source planes (built on first use; the weights must not be
+        modified in place after that)."""
+        if self._taps is None:
+            self._taps = conv_taps(self.weight, self.in_channels, self.kernel, self.uint8_input)
+        return self._taps
+
+    def forward(
+        self, a: Act, ops: Any, want_int: bool, pool: tuple[int, int] = (1, 1)
+    ) -> tuple[Act, np.ndarray | None]:
+        """``pool``: OR-pool the output bits with kernel = stride ``pool`` (fused unless
+        ``want_int``)."""
+        conv = ops.uint8_conv2d if self.uint8_input else ops.binary_conv2d
+        args = (a.data, self.taps, self.stride, self.padding)
+        if not want_int:
+            bits = conv(*args, self.thresh, self.flip, pool)
+            return Act("bits_image", bits, channels=self.out_channels), None
+        y = conv(*args)  # (N, Ho, Wo, out)
+        n, ho, wo, co = y.shape
+        bits = ops.threshold_pack(y.reshape(-1, co), self.thresh, self.flip).reshape(n, ho, wo, -1)
+        if pool != (1, 1):
+            bits = or_pool(bits, pool, pool, (0, 0))
+        return Act("bits_image", bits, channels=co), y.transpose(0, 3, 1, 2)
 
 
 @dataclass(eq=False)

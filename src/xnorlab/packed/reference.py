@@ -1,19 +1,39 @@
 """Plain NumPy reference path (``np.bitwise_count`` of ``np.bitwise_xor``), the oracle for
 :mod:`.kernels`. Same signatures as the fast wrappers; chunked so temporaries stay small.
+
+Convolutions are computed as a sum over **taps** (:class:`ConvTaps`, built by
+:func:`conv_taps` from the stored weights): each sample's input is laid out as padded,
+row-major *source planes* of ``Hp * Wp`` values, and tap ``t`` adds, for every position ``q``
+(the top-left input pixel of an output), ``popcount(src[plane[t], q + ky[t] * Wp + kx[t]] ^
+weight[t, j])`` (binary input) or ``weight[t, j] * src[...]`` (uint8 input). The sweep covers
+every stride-1 position of whole padded rows (outputs falling in the padding columns or
+between strides are computed and dropped), so every tap reads a contiguous run of words.
+Binary images with few channels (``C <= 32``) also get *grouped* planes holding ``g``
+horizontally adjacent pixels in one word (pixel ``i`` at bits ``i C ..``), so a 3x3 kernel
+on 16 channels costs 3 words per output instead of 9 mostly-padding words.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from .bits import n_words
+from .bits import n_words, pack_bits, unpack_bits, valid_mask
 
 __all__ = [
+    "TAPS_PER_PASS",
+    "ConvTaps",
+    "binary_conv2d",
     "bitplane_gemm",
     "bitplane_gemm_threshold",
     "bitplanes",
+    "conv_geometry",
+    "conv_taps",
+    "pool_bits",
     "threshold_bits",
     "threshold_pack",
+    "uint8_conv2d",
     "xnor_gemm",
     "xnor_gemm_threshold",
 ]
@@ -133,3 +153,195 @@ def bitplane_gemm_threshold(
 ) -> np.ndarray:
     """Reference of the fused first layer: :func:`threshold_pack` of :func:`bitplane_gemm`."""
     return threshold_pack(bitplane_gemm(planes, b), thresh, flip)
+
+
+# -- convolution as a sum over taps -------------------------------------------------------
+
+
+#: Taps per pass of the fast kernels; tap lists are padded to a multiple of it.
+TAPS_PER_PASS = 3
+
+
+class ConvTaps(NamedTuple):
+    """A conv kernel as taps over source planes (see the module docstring).
+
+    ``weight`` is uint64 (T, out) words (binary input) or int32 (T, out) +-1 (uint8 input);
+    ``groups`` the pixel counts of the grouped planes, which follow the ``Wc`` word planes
+    (binary input only); ``pad`` the padding pixel's words (+1: all channel bits set). ``T`` is
+    a multiple of :data:`TAPS_PER_PASS`: filler taps have weight 0 and read plane ``-1``, an
+    all-zero plane after the others, so they add nothing.
+    """
+
+    plane: np.ndarray  # int64 (T,)
+    ky: np.ndarray  # int64 (T,)
+    kx: np.ndarray  # int64 (T,)
+    weight: np.ndarray
+    groups: np.ndarray  # int64 (G,)
+    pad: np.ndarray  # uint64 (Wc,)
+    channels: int
+    kernel: tuple[int, int]
+
+    @property
+    def fan_in(self) -> int:
+        return self.kernel[0] * self.kernel[1] * self.channels
+
+
+def _group_size(channels: int, kw: int) -> int:
+    """Pixels per grouped word: several pixels share a word only if one word holds a pixel."""
+    return 1 if channels > 32 else min(64 // channels, kw)
+
+
+def _padded_taps(plane, ky, kx, weight, groups, pad, channels, kernel) -> ConvTaps:
+    """:class:`ConvTaps` with filler taps up to a multiple of :data:`TAPS_PER_PASS`."""
+    fill = -len(plane) % TAPS_PER_PASS
+
+    def ints(v, filler):
+        return np.concatenate([np.asarray(v, np.int64), np.full(fill, filler, np.int64)])
+
+    weight = np.concatenate([weight, np.zeros((fill, weight.shape[1]), weight.dtype)])
+    groups = np.asarray(groups, np.int64)
+    return ConvTaps(ints(plane, -1), ints(ky, 0), ints(kx, 0), weight, groups, pad, channels,
+                    kernel)
+
+
+def conv_taps(
+    weight: np.ndarray, channels: int, kernel: tuple[int, int], uint8_input: bool
+) -> ConvTaps:
+    """Taps of a conv from its stored weight rows (layouts in ``docs/packed_format.md``)."""
+    kh, kw = kernel
+    c, co = int(channels), weight.shape[0]
+    if uint8_input:  # one tap per kernel pixel and channel, +-1 weights
+        bits = unpack_bits(weight, kh * kw * c).reshape(co, kh * kw * c)
+        ky, kx, ci = np.unravel_index(np.arange(kh * kw * c), (kh, kw, c))
+        sign = (2 * bits.astype(np.int32) - 1).T
+        return _padded_taps(ci, ky, kx, sign, [], np.zeros(c, np.uint64), c, (kh, kw))
+    wc = n_words(c)
+    words = weight.reshape(co, kh, kw, wc)
+    g = _group_size(c, kw)
+    if g == 1:  # one tap per kernel pixel and channel word
+        ky, kx, wi = np.unravel_index(np.arange(kh * kw * wc), (kh, kw, wc))
+        w = words.reshape(co, -1).T
+        return _padded_taps(wi, ky, kx, w, [], valid_mask(c), c, (kh, kw))
+    # one tap per group of up to g pixels of a kernel row; plane 0 holds single pixels
+    bits = unpack_bits(words, c)  # (co, kh, kw, c)
+    sizes = sorted({min(g, kw - x0) for x0 in range(0, kw, g)} - {1}, reverse=True)
+    taps = [(y, x0, min(g, kw - x0)) for y in range(kh) for x0 in range(0, kw, g)]
+    plane = [0 if n == 1 else 1 + sizes.index(n) for _, _, n in taps]
+    w = np.stack([pack_bits(bits[:, y, x0 : x0 + n].reshape(co, -1))[:, 0] for y, x0, n in taps])
+    ky, kx = [y for y, _, _ in taps], [x0 for _, x0, _ in taps]
+    return _padded_taps(plane, ky, kx, w, sizes, valid_mask(c), c, (kh, kw))
+
+
+def conv_geometry(
+    hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+) -> tuple[int, int, int, int]:
+    """``(Hp, Wp, Ho, Wo)``: padded input and output sizes."""
+    pt, pb, pl, pr = padding
+    hp, wp = hw[0] + pt + pb, hw[1] + pl + pr
+    ho, wo = (hp - kernel[0]) // stride[0] + 1, (wp - kernel[1]) // stride[1] + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"kernel {kernel} larger than padded input {hp}x{wp}")
+    return hp, wp, ho, wo
+
+
+def _sources(img: np.ndarray, taps: ConvTaps) -> np.ndarray:
+    """(N, planes, Hp * Wp + kw) source planes from a padded (N, Hp, Wp, Wc) image: the word
+    planes, the grouped planes, an all-zero plane (read by filler taps)."""
+    n, hp, wp, wc = img.shape
+    size = hp * wp + taps.kernel[1]
+    word = np.empty((n, wc, size), img.dtype)
+    word[:, :, : hp * wp] = img.transpose(0, 3, 1, 2).reshape(n, wc, -1)
+    word[:, :, hp * wp :] = taps.pad[:, None] if img.dtype == np.uint64 else 0
+    grouped = np.zeros((n, len(taps.groups) + 1, size), img.dtype)  # + the zero plane
+    for k, g in enumerate(taps.groups):
+        for i in range(g):
+            grouped[:, k, : size - i] |= word[:, 0, i:] << np.uint64(i * taps.channels)
+    return np.concatenate([word, grouped], axis=1)
+
+
+def _tap_sweep(src: np.ndarray, taps: ConvTaps, hp: int, wp: int, term) -> np.ndarray:
+    """(N, out, (Hp - kh + 1) * Wp) sums over taps of ``term(source run, weight row)``."""
+    L = (hp - taps.kernel[0] + 1) * wp
+    acc = 0
+    for t in range(len(taps.plane)):
+        off = taps.ky[t] * wp + taps.kx[t]
+        acc = acc + term(src[:, taps.plane[t], None, off : off + L], taps.weight[t][None, :, None])
+    return acc
+
+
+def _outputs(acc: np.ndarray, wp: int, ho: int, wo: int, stride: tuple[int, int]) -> np.ndarray:
+    """(N, Ho, Wo, out) outputs picked from the stride-1 sweep (N, out, rows * Wp)."""
+    n, co, _ = acc.shape
+    grid = acc.reshape(n, co, -1, wp)[:, :, : (ho - 1) * stride[0] + 1 : stride[0]]
+    return grid[:, :, :, : (wo - 1) * stride[1] + 1 : stride[1]].transpose(0, 2, 3, 1)
+
+
+def pool_bits(bits: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
+    """Non-overlapping OR-pool (kernel = stride, floor mode) of packed NHWC bits."""
+    n, h, w, wc = bits.shape
+    ph, pw = pool
+    h2, w2 = h // ph, w // pw
+    win = bits[:, : h2 * ph, : w2 * pw].reshape(n, h2, ph, w2, pw, wc)
+    return np.bitwise_or.reduce(np.bitwise_or.reduce(win, axis=4), axis=2)
+
+
+def _finish_conv(y, thresh, flip, pool):
+    if thresh is None:
+        return y.astype(np.int32)
+    n, ho, wo, co = y.shape
+    bits = threshold_pack(y.reshape(-1, co), thresh, flip).reshape(n, ho, wo, -1)
+    return pool_bits(bits, pool)
+
+
+def binary_conv2d(
+    x: np.ndarray,
+    taps: ConvTaps,
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    thresh: np.ndarray | None = None,
+    flip: np.ndarray | None = None,
+    pool: tuple[int, int] = (1, 1),
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Conv of packed NHWC bits (N, H, W, Wc), +1 padding: int32 (N, Ho, Wo, out) ``y``, or,
+    with ``thresh``/``flip``, the packed output bits OR-pooled by ``pool`` (kernel = stride)."""
+    n, h, w, wc = x.shape
+    hp, wp, ho, wo = conv_geometry((h, w), taps.kernel, stride, padding)
+    pt, _, pl, _ = padding
+    img = np.empty((n, hp, wp, wc), np.uint64)
+    img[...] = taps.pad
+    img[:, pt : pt + h, pl : pl + w] = x
+    src = _sources(img, taps)
+
+    def term(s, wt):
+        return np.bitwise_count(s ^ wt).astype(np.int64)
+
+    acc = _tap_sweep(src, taps, hp, wp, term)
+    y = taps.fan_in - 2 * _outputs(acc, wp, ho, wo, stride)
+    return _finish_conv(y, thresh, flip, pool)
+
+
+def uint8_conv2d(
+    u: np.ndarray,
+    taps: ConvTaps,
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    thresh: np.ndarray | None = None,
+    flip: np.ndarray | None = None,
+    pool: tuple[int, int] = (1, 1),
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Conv of a uint8 NCHW image, zero padding, exact integer sums; outputs as
+    :func:`binary_conv2d`."""
+    n, c, h, w = u.shape
+    hp, wp, ho, wo = conv_geometry((h, w), taps.kernel, stride, padding)
+    pt, _, pl, _ = padding
+    img = np.zeros((n, hp, wp, c), np.int64)
+    img[:, pt : pt + h, pl : pl + w] = u.transpose(0, 2, 3, 1)
+    acc = _tap_sweep(_sources(img, taps), taps, hp, wp, lambda s, wt: s * wt)
+    return _finish_conv(_outputs(acc, wp, ho, wo, stride), thresh, flip, pool)
