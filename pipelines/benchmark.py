@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from xnorlab import tracking
+from xnorlab.bench.baseline import float_twin
 from xnorlab.bench.exactness import compare
 from xnorlab.bench.paper_mlp import random_paper_mlp
 from xnorlab.bench.peak import measure_gemm, peak_xor_popcount
@@ -120,7 +121,8 @@ def main(cfg: DictConfig) -> None:
         images = test_images(module.cfg)
         export_check = json.loads((Path(cfg.packed_dir) / f"{run}.json").read_text())
         run_id_file = Path(cfg.models_dir) / run / "mlflow_run_id"
-        report["models"][run] = bench_one(run, module.model.eval(), engine, images, cfg, {
+        twin = float_twin(module.cfg["model"], engine.input_shape, engine.num_classes)
+        report["models"][run] = bench_one(run, twin, engine, images, cfg, {
             "train_run_id": run_id_file.read_text().strip() if run_id_file.exists() else None,
             "exact": export_check["exactness"],
             "packed_bytes": packed.stat().st_size,
@@ -138,7 +140,9 @@ def main(cfg: DictConfig) -> None:
         exact = compare(model, engine, images[:256])
         if not exact.exact:
             raise SystemExit(f"error: packed paper MLP disagrees with torch: {exact.as_dict()}")
-        report["models"]["paper_mlp"] = bench_one("paper_mlp", model, engine, images, cfg, {
+        twin = float_twin({"name": "mlp", "hidden": cfg.paper_mlp.hidden,
+                           "depth": cfg.paper_mlp.depth}, (1, 28, 28), 10)
+        report["models"]["paper_mlp"] = bench_one("paper_mlp", twin, engine, images, cfg, {
             "packed_bytes": tmp.stat().st_size,
             "float_checkpoint_bytes": state_dict_bytes(model),
             "size_ratio": state_dict_bytes(model) / tmp.stat().st_size,

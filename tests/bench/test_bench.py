@@ -62,3 +62,15 @@ def test_inference_peak_rss_reports_both_engines(small_bnn):
     rss = inference_peak_rss(model, engine, torch.rand(8, 1, 28, 28), batch=8)
     assert rss["torch_float32_peak_rss_mb"] > 0 and rss["packed_fast_peak_rss_mb"] > 0
     assert rss["packed_fast_rss_rise_mb"] >= 0
+
+
+def test_float_twin_has_the_same_shapes_in_float():
+    from xnorlab.bench.baseline import float_twin
+    from xnorlab.quant.layers import is_binary_layer
+
+    twin = float_twin({"name": "cnn", "width": 8, "fc_width": 16}, (1, 28, 28), 10)
+    binary = build_model({"name": "cnn", "width": 8, "fc_width": 16}, "bnn", (1, 28, 28), 10)
+    shapes = [p.shape for p in twin.parameters()]
+    assert shapes == [p.shape for p in binary.parameters()]
+    assert not any(is_binary_layer(m) and m.binary_kernel for m in twin.modules())
+    assert not twin.training
