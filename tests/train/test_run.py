@@ -70,6 +70,21 @@ def test_kmeans_run_logs_hardest_examples(tmp_path, tiny_raw, mlflow_uri):
     assert 0 <= metrics["test_acc"] <= 1 and metrics["compression_ratio"] == 32
 
 
+def test_time_limit_stops_after_a_whole_epoch_and_still_measures(tmp_path, tiny_raw, mlflow_uri):
+    cfg = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, "model=mlp", "model.hidden=32", "quant=bnn",
+        "trainer.max_epochs=5", "trainer.max_minutes=1e-6", f"out_dir={tmp_path / 'out'}",
+    )))
+    metrics = run(cfg)
+    assert metrics["epochs"] == 1 and 0 <= metrics["test_acc"] <= 1
+    (row,) = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert "val_acc" in row
+    # the schedule still spans max_epochs: after one of five epochs the LR has not hit lr_end
+    assert row["lr"] > cfg["optim"]["lr_end"] * 2
+    with pytest.raises(ConfigError, match="max_minutes"):
+        check_train_config(compose_train(["trainer.max_minutes=0"]))
+
+
 def test_misspelt_key_and_unknown_choice_fail_clearly(tmp_path):
     with pytest.raises(ConfigError, match="hiden"):
         check_train_config(compose_train(["+model.hiden=3"]))

@@ -44,6 +44,7 @@ class DistillConfig:
 @dataclass
 class TrainerConfig:
     max_epochs: int = 10
+    max_minutes: float | None = None
     accelerator: str = "cpu"
     devices: int = 1
     threads: int | None = None
@@ -112,6 +113,9 @@ def check_train_config(cfg: DictConfig) -> dict[str, Any]:
         checked["quant"] = dataclasses.asdict(to_quant_config(full["quant"]))
     except (ValueError, OmegaConfBaseException) as err:
         raise ConfigError(f"invalid model/quant config: {err}") from err
+    minutes = checked["trainer"]["max_minutes"]
+    if minutes is not None and minutes <= 0:
+        raise ConfigError(f"trainer.max_minutes={minutes}; give a positive number or null")
     if checked["optim"]["loss"] not in LOSSES:
         raise ConfigError(f"optim.loss={checked['optim']['loss']!r}; choose one of {LOSSES}")
     if checked["optim"]["latent_recipe"] not in RECIPES:

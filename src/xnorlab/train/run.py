@@ -8,6 +8,7 @@ import resource
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +186,16 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
         save_last=True, enable_version_counter=False,
     )
     history = EpochHistory(ctx.out / "history.json", ctx.client, ctx.run_id)
+    callbacks: list[pl.Callback] = [ckpt, history]
+    if tcfg["max_minutes"]:
+        # Checked per epoch so a time-limited run ends on whole, validated epochs.
+        budget = timedelta(minutes=tcfg["max_minutes"])
+        callbacks.append(pl.callbacks.Timer(duration=budget, interval="epoch"))
     trainer = pl.Trainer(
         max_epochs=tcfg["max_epochs"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
         deterministic=tcfg["deterministic"], enable_progress_bar=tcfg["progress_bar"],
         log_every_n_steps=tcfg["log_every_n_steps"], logger=False, num_sanity_val_steps=0,
-        callbacks=[ckpt, history], default_root_dir=str(ctx.out),
+        callbacks=callbacks, default_root_dir=str(ctx.out),
     )
     if ctx.resume_from:
         log.info("resuming from %s", ctx.resume_from)
