@@ -15,7 +15,6 @@ from typing import Any
 import hydra
 import numba
 import torch
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from xnorlab import tracking
@@ -25,25 +24,13 @@ from xnorlab.bench.paper_mlp import random_paper_mlp
 from xnorlab.bench.peak import measure_gemm, peak_xor_popcount
 from xnorlab.bench.timing import benchmark_model, inference_peak_rss
 from xnorlab.data.datamodule import ImageDataModule
+from xnorlab.io import cpu_info, write_json
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import export_model
-from xnorlab.train.callbacks import write_json
 from xnorlab.train.measure import state_dict_bytes
 from xnorlab.train.module import Classifier
 
 log = logging.getLogger("xnorlab.benchmark")
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD flags that decide which popcount route the JIT can take."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(f for f in line.split(":", 1)[1].split()
-                              if f.startswith(("avx", "popcnt", "sse4")))
-    except OSError:
-        pass
-    return []
 
 
 def test_images(run_cfg: dict[str, Any]) -> torch.Tensor:
@@ -98,8 +85,8 @@ def targets(report: dict[str, Any]) -> dict[str, float | None]:
 @hydra.main(config_path="../conf", config_name="benchmark", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     report: dict[str, Any] = {
-        "machine": {**tracking.machine_tags(), "cpu": tracking.cpu_model(),
-                    "flags": cpu_flags(), "threads": list(cfg.threads),
+        "machine": {**tracking.machine_tags(), "cpu": cpu_info().model,
+                    "flags": cpu_info().simd_flags(), "threads": list(cfg.threads),
                     "numba": numba.__version__},
         "settings": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -161,27 +148,21 @@ def main(cfg: DictConfig) -> None:
 
 def log_to_mlflow(report: dict[str, Any], path: Path, cfg: DictConfig) -> None:
     root = tracking.project_root()
-    uri = tracking.resolve_uri(cfg.tracking.uri, root)
-    with tracking.store_lock(uri):
-        client = MlflowClient(uri)
-        exp = tracking.ensure_experiment(client, cfg.tracking.experiment,
-                                         root / cfg.tracking.artifact_root)
+    client, exp, _ = tracking.open_experiment(cfg.tracking, root)
     tags = {"xnorlab.kind": "benchmark", "stage": "benchmark", "suite": cfg.suite.name,
             "git_commit": tracking.git_commit(root), **tracking.machine_tags(),
             "machine.cpu_flags": " ".join(report["machine"]["flags"])}
-    run = client.create_run(exp, run_name=f"benchmark-{cfg.suite.name}", tags=tags)
-    rid = run.info.run_id
-    for key, value in report["targets"].items():
-        if value is not None:
-            client.log_metric(rid, key, float(value))
-    client.log_metric(rid, "peak_bitops_per_s_1core", report["peak"]["bitops_per_s"])
-    for name, entry in report["models"].items():
-        for r in entry["results"]:
-            key = f"{name}.{r['engine']}.t{r['threads']}.b{r['batch']}.images_per_s"
-            client.log_metric(rid, key, r["images_per_s_best"])
-        client.log_metric(rid, f"{name}.size_ratio", entry["size_ratio"])
-    client.log_artifact(rid, str(path))
-    client.set_terminated(rid)
+    with tracking.tracked_run(client, exp, f"benchmark-{cfg.suite.name}", tags) as rid:
+        for key, value in report["targets"].items():
+            if value is not None:
+                client.log_metric(rid, key, float(value))
+        client.log_metric(rid, "peak_bitops_per_s_1core", report["peak"]["bitops_per_s"])
+        for name, entry in report["models"].items():
+            for r in entry["results"]:
+                key = f"{name}.{r['engine']}.t{r['threads']}.b{r['batch']}.images_per_s"
+                client.log_metric(rid, key, r["images_per_s_best"])
+            client.log_metric(rid, f"{name}.size_ratio", entry["size_ratio"])
+        client.log_artifact(rid, str(path))
     log.info("MLflow run %s", rid)
 
 

@@ -16,9 +16,9 @@ from omegaconf import DictConfig
 
 from xnorlab.bench.exactness import compare
 from xnorlab.data.datamodule import ImageDataModule
+from xnorlab.io import write_json
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import ExportError, export_to_file
-from xnorlab.train.callbacks import write_json
 from xnorlab.train.measure import state_dict_bytes
 from xnorlab.train.module import Classifier
 

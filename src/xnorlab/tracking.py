@@ -6,13 +6,15 @@ import fcntl
 import os
 import platform
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
+
+from xnorlab.io import cpu_info, write_atomic
 
 PARENT_ID_FILE = "mlflow_parent_run_id"
 
@@ -61,6 +63,38 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         return client.get_experiment_by_name(name).experiment_id
 
 
+def open_experiment(
+    trk: Mapping[str, Any], root: Path | None = None
+) -> tuple[MlflowClient, str, str]:
+    """``(client, experiment_id, uri)`` for the ``tracking`` config ``trk`` (keys ``uri``,
+    ``experiment``, ``artifact_root``; a relative artifact root is under the project root).
+
+    First contact with a new SQLite store is serialised (see :func:`store_lock`).
+    """
+    root = root or project_root()
+    uri = resolve_uri(trk.get("uri"), root)
+    artifact_root = Path(trk["artifact_root"])
+    artifact_root = artifact_root if artifact_root.is_absolute() else root / artifact_root
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        exp_id = ensure_experiment(client, trk["experiment"], artifact_root)
+    return client, exp_id, uri
+
+
+@contextmanager
+def tracked_run(
+    client: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]
+) -> Iterator[str]:
+    """Create a run and yield its id; it ends FINISHED, or FAILED if the block raises."""
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    try:
+        yield run_id
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
+
+
 def git_commit(root: Path | None = None) -> str:
     """The current commit, with '-dirty' when the work tree has changes; 'unknown' outside git."""
     root = root or project_root()
@@ -77,17 +111,6 @@ def git_commit(root: Path | None = None) -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_tags() -> dict[str, str]:
     """What a timing depends on: CPU, thread count, library versions."""
     import numpy
@@ -95,7 +118,7 @@ def machine_tags() -> dict[str, str]:
     import torch
 
     return {
-        "machine.cpu": cpu_model(),
+        "machine.cpu": cpu_info().model,
         "machine.cores": str(os.cpu_count()),
         "machine.torch_threads": str(torch.get_num_threads()),
         "machine.python": platform.python_version(),
@@ -138,7 +161,5 @@ def sweep_parent_run(
             tags={**tags, "xnorlab.kind": "sweep", "xnorlab.sweep_dir": str(sweep_dir)},
         )
         client.set_terminated(run.info.run_id)
-        tmp = id_file.with_suffix(".tmp")
-        tmp.write_text(run.info.run_id)
-        os.replace(tmp, id_file)
+        write_atomic(id_file, run.info.run_id)
         return run.info.run_id

@@ -17,7 +17,6 @@ and the NumPy reference side by side on one problem, and states each as a fracti
 
 from __future__ import annotations
 
-import platform
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..io import cpu_info
 from ..packed.kernels import _popcount
 
 __all__ = ["measure_gemm", "peak_xor_popcount"]
@@ -119,7 +119,7 @@ def peak_xor_popcount(
         "words": words,
         "reps": reps,
         "seconds_best": min(times),
-        "cpu": _cpu_name(),
+        "cpu": cpu_info().model,
         "numba": numba.__version__,
     }
 
@@ -161,7 +161,7 @@ def measure_gemm(
     thresh = np.zeros(n, dtype=np.int32)
     flip = np.zeros(n, dtype=np.bool_)
     ops = float(m) * n * k
-    out: dict[str, Any] = {"m": m, "n": n, "k": k, "bitops": ops, "cpu": _cpu_name()}
+    out: dict[str, Any] = {"m": m, "n": n, "k": k, "bitops": ops, "cpu": cpu_info().model}
     rb, rm = _time(lambda: reference.xnor_gemm(a, b, k), reference_repeats)
     out["reference"] = {"best_s": rb, "median_s": rm, "bitops_per_s": ops / rb}
     for t in threads:
@@ -184,17 +184,6 @@ def measure_gemm(
             }
         out[f"threads_{t}"] = res
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import tempfile
 import time
 import zlib
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from xnorlab.data.sources import CHUNK, Source, SourceError
+from xnorlab.io import atomic_writer
 
 log = logging.getLogger(__name__)
 TMP_SUFFIX = ".partial"
@@ -63,15 +63,14 @@ def is_valid(path: Path, spec: FileSpec) -> bool:
 
 def _decompress_verified(src: Path, compression: str, spec: FileSpec, dest: Path) -> None:
     """Decompress `src` into `dest` atomically, only if the digest matches."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.new(spec.algorithm)
-        opener = gzip.open if compression == "gzip" else open
-        if compression not in ("gzip", "none"):
-            raise SourceError(f"unknown compression {compression!r} (known: gzip, none)")
+    if compression not in ("gzip", "none"):
+        raise SourceError(f"unknown compression {compression!r} (known: gzip, none)")
+    opener = gzip.open if compression == "gzip" else open
+    h = hashlib.new(spec.algorithm)
+    # The digest is checked inside the writer: raising there discards the temporary file.
+    with atomic_writer(dest, tmp_suffix=TMP_SUFFIX) as fout:
         try:
-            with opener(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            with opener(src, "rb") as fin:
                 while chunk := fin.read(CHUNK):
                     h.update(chunk)
                     fout.write(chunk)
@@ -82,10 +81,6 @@ def _decompress_verified(src: Path, compression: str, spec: FileSpec, dest: Path
                 f"{spec.algorithm} mismatch: got {h.hexdigest()[:16]}..., "
                 f"expected {spec.digest[:16]}..."
             )
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are meant to be shared
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _manual_hint(dataset: str, specs: list[FileSpec], dest_dir: Path) -> str:

@@ -24,13 +24,13 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..io import atomic_writer
 from .layers import LAYER_TYPES, Layer
 
 __all__ = [
@@ -129,31 +129,12 @@ def save_packed(
     hb, payload = _encode(list(layers), tuple(input_shape), dict(metadata or {}))
     pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(hb), hashlib.sha256(hb).digest())
     pad = b"\x00" * (_align(len(pre) + len(hb)) - len(pre) - len(hb))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pre)
-            f.write(hb)
-            f.write(pad)
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_writer(path) as f:
+        f.write(pre)
+        f.write(hb)
+        f.write(pad)
+        f.write(payload)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _parse_preamble(buf: bytes | bytearray, where: str) -> tuple[dict[str, Any], int]:

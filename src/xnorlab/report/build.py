@@ -17,6 +17,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from xnorlab import tracking
+from xnorlab.io import json_bytes, write_atomic
 from xnorlab.report.benchmark import Benchmark, load_benchmark
 from xnorlab.report.collect import (
     KIND_TAG,
@@ -28,7 +29,6 @@ from xnorlab.report.collect import (
     rank,
 )
 from xnorlab.report.collect import MODELS as MODEL_NAMES
-from xnorlab.report.files import json_bytes, write_atomic
 from xnorlab.report.plots import accuracy_vs_size, speedup_by_batch, training_curves
 from xnorlab.report.readme import update_readme
 from xnorlab.report.tables import (
@@ -190,7 +190,7 @@ def report_json(tables: list[Table]) -> dict[str, Any]:
 def write_outputs(out: Path, files: dict[str, bytes], managed_plots: bool) -> None:
     """Write every file atomically; drop stale PNGs this report no longer makes."""
     for rel, data in sorted(files.items()):
-        write_atomic(out / rel, data)
+        write_atomic(out / rel, data, skip_unchanged=True)
     plots = out / "plots"
     if managed_plots and plots.is_dir():
         for png in sorted(plots.glob("*.png")):
@@ -206,16 +206,11 @@ def digest_of(files: dict[str, bytes]) -> str:
 
 
 def log_report_run(
-    client: MlflowClient, uri: str, trk: dict[str, Any], suite: str, out: Path,
+    client: MlflowClient, exp_id: str, suite: str, out: Path,
     files: dict[str, bytes], digest: str, records: list[Record], log_unchanged: bool,
 ) -> tuple[str, bool]:
     """Log the outputs as artifacts of one run tagged `xnorlab.kind=report`; returns its id and
     whether it is new. Unless `log_unchanged`, an identical latest report run is reused."""
-    root = tracking.project_root()
-    artifact_root = Path(trk["artifact_root"])
-    artifact_root = artifact_root if artifact_root.is_absolute() else root / artifact_root
-    with tracking.store_lock(uri):
-        exp_id = tracking.ensure_experiment(client, trk["experiment"], artifact_root)
     if not log_unchanged:
         previous = client.search_runs(
             [exp_id], f"tags.`{KIND_TAG}` = 'report' and tags.`suite` = '{suite}' "
@@ -228,20 +223,15 @@ def log_report_run(
             return previous[0].info.run_id, False
     tags = {
         KIND_TAG: "report", "stage": "report", "suite": suite, DIGEST_TAG: digest,
-        "git_commit": tracking.git_commit(root),
+        "git_commit": tracking.git_commit(),
         **{f"source.{r.slot.key}": r.run_id for r in records if r.finished},
     }
-    run_id = client.create_run(exp_id, run_name=f"report-{suite}", tags=tags).info.run_id
-    try:
+    with tracking.tracked_run(client, exp_id, f"report-{suite}", tags) as run_id:
         client.log_metric(run_id, "runs_reported", sum(r.finished for r in records))
         client.log_metric(run_id, "runs_missing", sum(not r.finished for r in records))
         for rel in sorted(files):
             parent = str(Path(rel).parent)
             client.log_artifact(run_id, str(out / rel), None if parent == "." else parent)
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id)
     return run_id, True
 
 
@@ -249,10 +239,8 @@ def make_report(cfg: dict[str, Any]) -> ReportResult:
     """Build and write the report of `cfg["suite"]` (config: see conf/report.yaml)."""
     settings, trk, suite = cfg["report"], cfg["tracking"], cfg["suite"]
     name, experiment = suite["name"], trk["experiment"]
-    uri = tracking.resolve_uri(trk["uri"])
-    client = MlflowClient(tracking_uri=uri)
-    with tracking.store_lock(uri):  # a new SQLite store: its tables are created on first use
-        records = collect(client, experiment, suite, settings["include_unlisted"])
+    client, exp_id, uri = tracking.open_experiment(trk)
+    records = collect(client, experiment, suite, settings["include_unlisted"])
     bench, bench_problem = load_benchmark(settings["benchmark"], settings["bench_threads"])
     speed = SpeedCells(bench, bench_problem)
     datasets = list(suite.get("datasets") or [])
@@ -277,7 +265,7 @@ def make_report(cfg: dict[str, Any]) -> ReportResult:
 
     if settings["log_to_mlflow"]:
         result.mlflow_run_id, result.logged_new_run = log_report_run(
-            client, uri, trk, name, out, files, result.digest, records, settings["log_unchanged"])
+            client, exp_id, name, out, files, result.digest, records, settings["log_unchanged"])
         log.info("MLflow report run %s in %s", result.mlflow_run_id, uri)
     if settings["update_readme"]:
         result.readme_changed = update_readme(

@@ -6,17 +6,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from matplotlib.ticker import FuncFormatter
+import matplotlib
 
-from xnorlab.report.benchmark import Benchmark
-from xnorlab.report.collect import (
+matplotlib.use("Agg")  # files only; no display on these machines
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from xnorlab.io import figure_png  # noqa: E402
+from xnorlab.report.benchmark import Benchmark  # noqa: E402
+from xnorlab.report.collect import (  # noqa: E402
     Record,
     Slot,
     dataset_label,
     dataset_rank,
     model_label,
 )
-from xnorlab.report.files import figure_png, plt
 
 # colour and marker per quant method; distilled students use hollow markers / dashed lines
 STYLE = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xnorlab.report.files import write_atomic
+from xnorlab.io import write_atomic
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -29,4 +29,5 @@ def replace_between_markers(text: str, content: str) -> str:
 def update_readme(path: Path, content: str) -> bool:
     """Rewrite `path` between the markers; True if the file changed."""
     text = path.read_text(encoding="utf-8")
-    return write_atomic(path, replace_between_markers(text, content).encode("utf-8"))
+    new = replace_between_markers(text, content).encode("utf-8")
+    return write_atomic(path, new, skip_unchanged=True)

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 from mlflow.tracking import MlflowClient
 
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+from xnorlab.io import write_json
 
 
 class EpochHistory(pl.Callback):

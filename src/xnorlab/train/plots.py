@@ -11,12 +11,11 @@ matplotlib.use("Agg")  # files only; no display on these machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from xnorlab.io import figure_png, write_atomic  # noqa: E402
+
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    write_atomic(path, figure_png(fig))
     return path
 
 

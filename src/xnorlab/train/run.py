@@ -22,8 +22,9 @@ from mlflow.tracking import MlflowClient
 from xnorlab import tracking
 from xnorlab.data.datamodule import ImageDataModule
 from xnorlab.data.download import FileSpec
+from xnorlab.io import write_atomic, write_json
 from xnorlab.models.build import build_model
-from xnorlab.train.callbacks import EpochHistory, write_json
+from xnorlab.train.callbacks import EpochHistory
 from xnorlab.train.measure import (
     PeakRSS,
     confusion_matrix,
@@ -71,9 +72,7 @@ def prepare_out_dir(out: Path, cfg: dict[str, Any], resume: bool) -> Path | None
             log.warning("%s holds %s; moving it to %s", out, why, aside)
             shutil.move(str(out), aside)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    tmp.replace(saved)
+    write_atomic(saved, yaml.safe_dump(cfg, sort_keys=False))
     if resume and last.exists():
         if _loadable(last):
             return last
@@ -106,14 +105,8 @@ def start_tracking(cfg: dict[str, Any], out: Path, sweep_dir: Path | None) -> tu
     MlflowClient, str
 ]:
     """Create (or, on resume, reopen) this run's MLflow run; nest it under a sweep parent."""
-    t = cfg["tracking"]
     root = tracking.project_root()
-    uri = tracking.resolve_uri(t["uri"], root)
-    artifact_root = Path(t["artifact_root"])
-    artifact_root = artifact_root if artifact_root.is_absolute() else root / artifact_root
-    with tracking.store_lock(uri):
-        client = MlflowClient(tracking_uri=uri)
-        exp_id = tracking.ensure_experiment(client, t["experiment"], artifact_root)
+    client, exp_id, uri = tracking.open_experiment(cfg["tracking"], root)
     tags = {
         "git_commit": tracking.git_commit(root),
         "data_checksums": data_fingerprint(cfg["dataset"]),
