@@ -19,6 +19,7 @@ from xnorlab.data.datamodule import ImageDataModule
 from xnorlab.io import write_json
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import ExportError, export_to_file
+from xnorlab.schema import ConfigError, ExportConfig, checked
 from xnorlab.train.measure import state_dict_bytes
 from xnorlab.train.module import Classifier
 
@@ -27,41 +28,46 @@ log = logging.getLogger("xnorlab.export")
 
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    ckpt = Path(cfg.models_dir) / cfg.run / "checkpoints" / "best.ckpt"
+    try:
+        c = checked(cfg, ExportConfig, "export")
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    run, paths, check = c["run"], c["paths"], c["check"]
+    ckpt = Path(paths["models_dir"]) / run / "checkpoints" / "best.ckpt"
     if not ckpt.exists():
-        sys.exit(f"error: {ckpt} not found; train the run first (dvc repro train@{cfg.run})")
+        sys.exit(f"error: {ckpt} not found; train the run first (dvc repro train@{run})")
     module = Classifier.load_from_checkpoint(ckpt, map_location="cpu")
     run_cfg = module.cfg
     shape = tuple(run_cfg["dataset"]["shape"])
-    out = Path(cfg.out_dir)
+    out = Path(paths["packed_dir"])
     out.mkdir(parents=True, exist_ok=True)
-    packed = out / f"{cfg.run}.xnor"
+    packed = out / f"{run}.xnor"
     try:
         export_to_file(module.model, packed, shape, config=run_cfg,
-                       metadata={"run": cfg.run, "checkpoint": str(ckpt)})
+                       metadata={"run": run, "checkpoint": str(ckpt)})
     except ExportError as err:
-        sys.exit(f"error: {cfg.run} cannot be packed: {err}")
+        sys.exit(f"error: {run} cannot be packed: {err}")
 
     ds = run_cfg["dataset"]
     dm = ImageDataModule(ds, Path(run_cfg["data"]["raw_dir"]) / ds["name"], val_size=1,
-                         eval_limit=cfg.check.limit)
+                         eval_limit=check["limit"])
     dm.setup()
     test_x, _ = dm.splits["test"]
     engine = PackedEngine.load(packed)
-    result = compare(module.model, engine, test_x, chunk=cfg.check.chunk)
+    result = compare(module.model, engine, test_x, chunk=check["chunk"])
     summary = {
-        "run": cfg.run,
+        "run": run,
         "packed_bytes": packed.stat().st_size,
         "float_checkpoint_bytes": ckpt.stat().st_size,
         "float32_state_dict_bytes": state_dict_bytes(module.model),
         "exactness": result.as_dict(),
     }
     summary["size_ratio"] = summary["float32_state_dict_bytes"] / summary["packed_bytes"]
-    write_json(out / f"{cfg.run}.json", summary)
+    write_json(out / f"{run}.json", summary)
     log.info("%s", json.dumps(summary))
     if not result.exact:
         sys.exit(
-            f"error: packed engine disagrees with torch on {cfg.run}: "
+            f"error: packed engine disagrees with torch on {run}: "
             f"{result.mismatched_predictions} of {result.n_images} predictions, "
             f"{result.mismatched_preactivations} of {result.preactivation_values} pre-activations"
         )

@@ -16,29 +16,37 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from xnorlab.schema import ConfigError, RunSuiteConfig, checked
+
 log = logging.getLogger("xnorlab.suite")
 TRAIN = str(Path(__file__).with_name("train.py"))
 
 
 def run_commands(cfg: DictConfig) -> list[tuple[str, list[str]]]:
-    """(run name, command) for each run and distillation run of the suite, in order."""
+    """(run name, command) for each run and distillation run of the suite, in order.
+
+    Raises ConfigError when the config does not match its schema."""
+    c = checked(cfg, RunSuiteConfig, "run_suite")
+    suite, out_root = c["suite"], c["out_root"]
     commands = []
-    runs = {**cfg.suite.runs, **cfg.suite.get("distill_runs", {})}
-    for key, item in runs.items():
+    for key, item in {**suite["runs"], **suite["distill_runs"]}.items():
         args = [
-            f"run_name={key}", f"suite={cfg.suite.name}", f"dataset={item.dataset}",
-            f"model={item.model}", f"quant={item.quant}", f"out_dir={cfg.out_root}/{key}",
-            f"metrics_file={cfg.metrics_root}/{key}.json", *shlex.split(item.get("args", "")),
+            f"run_name={key}", f"suite={suite['name']}", f"dataset={item['dataset']}",
+            f"model={item['model']}", f"quant={item['quant']}", f"out_dir={out_root}/{key}",
+            f"metrics_file={c['metrics_root']}/{key}.json", *shlex.split(item["args"]),
         ]
-        if item.get("teacher"):
-            args.append(f"distill.teacher={cfg.out_root}/{item.teacher}/checkpoints/best.ckpt")
-        commands.append((key, [sys.executable, TRAIN, *args, *cfg.extra]))
+        if item["teacher"]:
+            args.append(f"distill.teacher={out_root}/{item['teacher']}/checkpoints/best.ckpt")
+        commands.append((key, [sys.executable, TRAIN, *args, *c["extra"]]))
     return commands
 
 
 @hydra.main(config_path="../conf", config_name="run_suite", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    commands = run_commands(cfg)
+    try:
+        commands = run_commands(cfg)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     failed = []
     for i, (key, cmd) in enumerate(commands, 1):
         log.info("[%d/%d] %s", i, len(commands), key)

@@ -1,12 +1,28 @@
-"""Structured-config schemas: a misspelt or missing key fails at start with a clear message."""
+"""Structured-config schemas, one per config, shared by every entry point.
+
+A misspelt or missing key fails at start with a clear message. Kept free of torch imports so
+the report and the suite runner start fast. Defaults that are facts of the project (paths, quant
+presets) live in ``conf/`` only: the schemas mark them required (``???``) instead of repeating
+them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+
+def project_root() -> Path:
+    """The folder holding conf/ and dvc.yaml (this file sits in <root>/src/xnorlab/)."""
+    return Path(__file__).resolve().parents[2]
+
+
+CONF_DIR = project_root() / "conf"
 
 
 class ConfigError(ValueError):
@@ -43,15 +59,185 @@ class DatasetConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where every stage reads and writes (``conf/paths/default.yaml``; dvc.yaml reads it too)."""
+
+    raw_dir: str = MISSING
+    models_dir: str = MISSING
+    packed_dir: str = MISSING
+    reports_dir: str = MISSING
+    metrics_dir: str = MISSING
+    curves_dir: str = MISSING
+
+
+@dataclass
 class DownloadConfig:
-    raw_dir: str = "data/raw"
+    raw_dir: str = MISSING
     timeout_s: float = 10.0
     progress: bool = True
+
+
+@dataclass
+class DataConfig:
+    raw_dir: str = MISSING
+    batch_size: int = 100
+    eval_batch_size: int = 1000
+    val_size: int = 10000
+    val_split: str = "last"
+    train_limit: int | None = None
+    eval_limit: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-3
+    lr_end: float = 3e-4
+    weight_decay: float = 0.0
+    loss: str = "cross_entropy"
+    latent_recipe: str = "auto"
+
+
+@dataclass
+class DistillConfig:
+    teacher: str | None = None
+    temperature: float = 4.0
+    weight: float = 0.5
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_minutes: float | None = None
+    accelerator: str = "cpu"
+    devices: int = 1
+    threads: int | None = None
+    deterministic: bool = True
+    progress_bar: bool = True
+    log_every_n_steps: int = 50
+
+
+@dataclass
+class TrackingConfig:
+    """The MLflow store and experiment (``conf/tracking/``), shared by every stage."""
+
+    uri: str | None = None
+    experiment: str = "xnorlab"
+    artifact_root: str = "mlartifacts"
+    log_checkpoint: bool = True
+
+
+@dataclass
+class SuiteRun:
+    """One entry of a suite's ``runs`` / ``distill_runs``."""
+
+    dataset: str = MISSING
+    model: str = MISSING
+    quant: str = MISSING
+    args: str = ""  # extra Hydra overrides
+    teacher: str | None = None  # distill_runs: the key of a float run of `runs`
+
+
+@dataclass
+class SuiteConfig:
+    """A suite: the datasets and runs `dvc repro` expands (see conf/suite/)."""
+
+    name: str = "adhoc"
+    datasets: list[str] = field(default_factory=list)
+    runs: dict[str, SuiteRun] = field(default_factory=dict)
+    distill_runs: dict[str, SuiteRun] = field(default_factory=dict)
+    exports: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    """A training run's config, but for the model and quant groups, which have their own
+    schemas (in xnorlab.models.config and xnorlab.quant.config)."""
+
+    seed: int = 0
+    run_name: str = "run"
+    out_dir: str = MISSING
+    resume: bool = True
+    metrics_file: str | None = None
+    history_file: str | None = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+
+
+@dataclass
+class ExportCheck:
+    limit: int | None = None  # test images compared engine vs torch (None: all)
+    chunk: int = 500
+
+
+@dataclass
+class ExportConfig:
+    """``conf/export.yaml``: pack one trained run and check it."""
+
+    run: str = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    check: ExportCheck = field(default_factory=ExportCheck)
+
+
+@dataclass
+class RunSuiteConfig:
+    """``conf/run_suite.yaml``: every run of a suite, outside DVC."""
+
+    out_root: str = MISSING
+    metrics_root: str = MISSING
+    extra: list[str] = field(default_factory=list)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+
+
+@dataclass
+class ReportSettings:
+    out_dir: str = MISSING
+    benchmark: str | None = None  # optional input: the benchmark stage's JSON
+    bench_threads: int | None = 1  # which thread count of the benchmark to report; null: most
+    include_unlisted: bool = False  # also report suite-tagged runs the suite does not list
+    plots: bool = True
+    dpi: int = 110
+    log_to_mlflow: bool = True
+    log_unchanged: bool = False  # log a new report run even when the outputs did not change
+    update_readme: bool = False  # rewrite Table 1 between the README's results markers
+    readme: str = "README.md"
+
+
+@dataclass
+class ReportConfig:
+    """``conf/report.yaml``."""
+
+    report: ReportSettings = field(default_factory=ReportSettings)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+
+
+@cache
+def quant_presets(conf_dir: Path = CONF_DIR) -> dict[str, dict[str, Any]]:
+    """The quant methods of ``conf/quant/*.yaml`` (the one place they are defined), by name:
+    ``float`` first, then alphabetical (the order tables list them in)."""
+    presets = {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=True)
+               for p in sorted((conf_dir / "quant").glob("*.yaml"))}
+    return dict(sorted(presets.items(), key=lambda kv: (kv[0] != "float", kv[0])))
+
+
+def method_label(name: str) -> str:
+    """The display name of quant method ``name`` (its preset's ``label``), else the name."""
+    preset = quant_presets().get(name)
+    return str(preset.get("label") or name) if preset else name
 
 
 def validate(node: Any, schema: type, where: str) -> DictConfig:
     """Merge `node` onto `schema`, turning OmegaConf's errors into one readable ConfigError."""
     try:
+        if isinstance(node, DictConfig):  # resolve against its root (`${paths.raw_dir}`, ...)
+            node = OmegaConf.to_container(node, resolve=True)
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as err:
         raise ConfigError(f"invalid `{where}` config: {err}") from err
@@ -59,3 +245,9 @@ def validate(node: Any, schema: type, where: str) -> DictConfig:
     if missing:
         raise ConfigError(f"invalid `{where}` config: missing keys {missing}")
     return merged
+
+
+def checked(cfg: Any, schema: type, where: str) -> dict[str, Any]:
+    """``cfg`` validated against ``schema`` and resolved to plain containers (raises
+    ConfigError naming the misspelt, missing or invalid key)."""
+    return OmegaConf.to_container(validate(cfg, schema, where), resolve=True)  # type: ignore

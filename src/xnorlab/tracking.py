@@ -15,13 +15,22 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from xnorlab.io import cpu_info, write_atomic
+from xnorlab.schema import project_root
+
+__all__ = [
+    "ensure_experiment",
+    "flatten",
+    "git_commit",
+    "machine_tags",
+    "open_experiment",
+    "project_root",
+    "resolve_uri",
+    "store_lock",
+    "sweep_parent_run",
+    "tracked_run",
+]
 
 PARENT_ID_FILE = "mlflow_parent_run_id"
-
-
-def project_root() -> Path:
-    """The folder holding conf/ and dvc.yaml (this file sits in <root>/src/xnorlab/)."""
-    return Path(__file__).resolve().parents[2]
 
 
 def resolve_uri(uri: str | None, root: Path | None = None) -> str:
