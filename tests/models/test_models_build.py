@@ -17,11 +17,11 @@ from xnorlab.models import (
 )
 from xnorlab.models.vit import ScaledBinaryLinear
 from xnorlab.quant import (
-    QUANT_PRESETS,
     BinaryConv2d,
     BinaryLinear,
     Normalize,
     Quantize8bit,
+    available_presets,
     clip_latent_weights,
     glorot_lr_scale,
     init_latent_uniform,
@@ -31,7 +31,7 @@ from xnorlab.quant import (
 )
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-QUANTS = sorted(QUANT_PRESETS)
+QUANTS = available_presets()
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 SMALL = {
     "logreg": {"name": "logreg"},

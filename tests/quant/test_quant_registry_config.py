@@ -6,14 +6,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from xnorlab.quant import (
-    QUANT_PRESETS,
     QuantConfig,
     SteSign,
     StochasticSign,
     XnorWeight,
+    available_presets,
     available_quantizers,
     get_quantizer,
     quant_preset,
+    quantizer_class,
     register_configs,
     to_quant_config,
 )
@@ -22,7 +23,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def test_registry_names_and_none():
-    assert available_quantizers() == ["ste_sign", "stoch_sign", "xnor_weight"]
+    assert {"ste_sign", "stoch_sign", "xnor_weight"} <= set(available_quantizers())
     assert isinstance(get_quantizer("ste_sign"), SteSign)
     assert isinstance(get_quantizer("stoch_sign"), StochasticSign)
     assert isinstance(get_quantizer("xnor_weight"), XnorWeight)
@@ -32,26 +33,35 @@ def test_registry_names_and_none():
 
 
 def test_unknown_quantizer_lists_valid_names():
-    with pytest.raises(
-        ValueError, match="unknown quantizer 'sgn'.*ste_sign, stoch_sign, xnor_weight"
-    ):
+    valid = ", ".join(available_quantizers())
+    with pytest.raises(ValueError, match=f"unknown quantizer 'sgn'; valid names: {valid}"):
         get_quantizer("sgn")
 
 
 def test_unknown_quant_method_lists_valid_names():
-    with pytest.raises(ValueError, match="bc_det, bc_stoch, bnn, bnn_stoch, float, xnor"):
+    with pytest.raises(ValueError, match=", ".join(sorted(available_presets()))):
         quant_preset("binaryconnect")
     with pytest.raises(ValueError, match="unknown quantizer"):
         to_quant_config({"name": "x", "weight_quantizer": "nope"})
 
 
-def test_quant_yaml_files_match_presets():
+def test_presets_are_the_quant_yaml_files():
     files = sorted(p.stem for p in (CONF / "quant").glob("*.yaml"))
-    assert files == sorted(QUANT_PRESETS)
+    assert sorted(available_presets()) == files and available_presets()[0] == "float"
     for name in files:
         cfg = to_quant_config(OmegaConf.load(CONF / "quant" / f"{name}.yaml"))
-        assert cfg == QUANT_PRESETS[name], name
-        assert cfg.name == name
+        assert cfg == quant_preset(name) and cfg.name == name and cfg.label, name
+
+
+def test_quantizers_declare_capabilities():
+    assert quantizer_class("stoch_sign").stochastic and not quantizer_class("ste_sign").stochastic
+    assert quantizer_class("xnor_weight").scaled and not quantizer_class("ste_sign").scaled
+    for name in available_quantizers():
+        cls = quantizer_class(name)
+        assert cls.name == name and cls.binary and cls.exportable
+    assert get_quantizer("stoch_sign").deterministic_eval
+    assert not get_quantizer("stoch_sign", stochastic_eval=True).deterministic_eval
+    assert get_quantizer("ste_sign", stochastic_eval=True).deterministic_eval
 
 
 def test_preset_semantics():

@@ -6,8 +6,9 @@ Accepted module sequence (``Dropout`` is skipped; the model is evaluated in eval
     ( [BatchNorm], [MaxPool2d], [Flatten], BinaryLinear|BinaryConv2d (sign input) )*,
     [BatchNorm1d]                                   -> scores
 
-Binary layers need a binary kernel (``ste_sign``/``stoch_sign``: +-1, ``xnor_weight``: alpha *
-+-1) and, after the first, a deterministic sign input quantizer; no ``activation_scale``.
+Binary layers need a kernel quantizer that declares itself ``binary`` and ``exportable`` (values
++-1, times a per-output-channel alpha where it is ``scaled``) and, after the first, an input
+quantizer that is an unscaled, exportable, deterministic-at-eval sign; no ``activation_scale``.
 
 **Thresholds.** A hidden layer's output bit for channel ``c`` is ``q(BN(pre(y)))`` with ``y``
 the exact integer pre-activation, ``pre(y) = y * alpha_c (+ bias_c)`` and ``q`` the next
@@ -70,11 +71,10 @@ class ExportError(ValueError):
     """The model cannot be exported bit-exactly (unsupported module or configuration)."""
 
 
-def _quant_classes():
+def _layer_classes():
     from ..quant.layers import BinaryConv2d, BinaryLinear, Quantize8bit
-    from ..quant.registry import SteSign, StochasticSign, XnorWeight
 
-    return BinaryLinear, BinaryConv2d, Quantize8bit, SteSign, StochasticSign, XnorWeight
+    return BinaryLinear, BinaryConv2d, Quantize8bit
 
 
 # -- threshold derivation ---------------------------------------------------------------------
@@ -145,40 +145,37 @@ def _verify_thresholds(
 
 def _kernel_signs_and_alpha(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(+-1 bits as bool tensor shaped like the weight, per-output-channel alpha or None)."""
-    _, _, _, SteSign, StochasticSign, XnorWeight = _quant_classes()
     kq = layer.kernel_quantizer
+    if kq is None or not (kq.binary and kq.exportable):
+        raise ExportError(
+            f"layer kernel quantizer {type(kq).__name__ if kq is not None else None} is not "
+            "an exportable binary quantizer; only binarized kernels can be packed"
+        )
+    if not kq.deterministic_eval:
+        raise ExportError("stochastic_eval kernels are not deterministic")
     with torch.no_grad():
-        if isinstance(kq, SteSign | StochasticSign):
-            if getattr(kq, "stochastic_eval", False):
-                raise ExportError("stochastic_eval kernels are not deterministic")
-            q = kq(layer.weight)
-            if not bool(((q == 1) | (q == -1)).all()):
-                raise ExportError("kernel quantizer output is not +-1")
-            return q > 0, None
-        if isinstance(kq, XnorWeight):
-            q = kq(layer.weight).float()
-            w = layer.weight.detach()
-            bits = w >= 0  # sign(0) = +1; q = alpha * sign(w)
-            alpha = q.reshape(q.shape[0], -1).abs().amax(dim=1)
-            expect = torch.where(bits, 1.0, -1.0) * alpha.view(-1, *([1] * (w.dim() - 1)))
-            if not torch.equal(q, expect):
-                raise ExportError("xnor kernel quantizer output is not alpha * sign(W)")
-            return bits, alpha
-    raise ExportError(
-        f"layer kernel quantizer {type(kq).__name__ if kq is not None else None} is not binary; "
-        "only binarized kernels (ste_sign, stoch_sign, xnor_weight) can be packed"
-    )
+        was_training = kq.training
+        kq.eval()  # a stochastic kernel exports its test-time rule, sign(W)
+        values, scale = kq.split(layer.weight)
+        kq.train(was_training)
+        if not bool(((values == 1) | (values == -1)).all()):
+            raise ExportError("kernel quantizer output is not +-1")
+        if scale is None:
+            return values > 0, None
+        alpha = scale.reshape(-1).float()
+        if kq.scaled and alpha.numel() == values.shape[0]:
+            return values > 0, alpha
+    raise ExportError(f"kernel scale of shape {tuple(scale.shape)} is not per output channel")
 
 
 def _check_sign_input(layer: nn.Module, idx: int) -> nn.Module:
-    _, _, _, SteSign, StochasticSign, _ = _quant_classes()
     iq = layer.input_quantizer
     if iq is None:
         raise ExportError(
             f"module {idx}: hidden binary layer with real (unquantized) input; only models with "
             "binarized activations (bnn, xnor) can be packed"
         )
-    if not isinstance(iq, SteSign | StochasticSign) or getattr(iq, "stochastic_eval", False):
+    if not (iq.binary and iq.exportable and not iq.scaled and iq.deterministic_eval):
         raise ExportError(f"module {idx}: input quantizer {iq!r} is not a deterministic sign")
     return iq
 
@@ -234,7 +231,7 @@ def export_layers(
     model: nn.Module, input_shape: Sequence[int], *, verify: bool = True
 ) -> list[Layer]:
     """Translate ``model`` (an ``nn.Sequential``) into packed layers (see module docstring)."""
-    BinaryLinear, BinaryConv2d, Quantize8bit, _, _, _ = _quant_classes()
+    BinaryLinear, BinaryConv2d, Quantize8bit = _layer_classes()
     if not isinstance(model, nn.Sequential):
         raise ExportError(f"expected an nn.Sequential, got {type(model).__name__}")
     mods = [(i, m) for i, m in enumerate(model) if not isinstance(m, nn.Dropout | nn.Identity)]
@@ -321,7 +318,7 @@ def _walk(mods, input_shape, verify, BinaryLinear, BinaryConv2d) -> list[Layer]:
 
 
 def _make_layer(m, idx, bits, alpha, bn, pool, nxt, shape, first, verify):
-    BinaryLinear, BinaryConv2d, _, _, _, _ = _quant_classes()
+    BinaryLinear, BinaryConv2d, _ = _layer_classes()
     conv = isinstance(m, BinaryConv2d)
     n_out = m.out_channels if conv else m.out_features
     if bn is not None:
@@ -470,7 +467,7 @@ def torch_integer_preactivations(model: nn.Module, x: torch.Tensor) -> list[np.n
     ``layer(x)`` with the +-1 kernel (no alpha, no bias) in float64 -- exact integers, the
     quantities the engine's :meth:`PackedEngine.forward_int` returns.
     """
-    BinaryLinear, BinaryConv2d, _, _, _, _ = _quant_classes()
+    BinaryLinear, BinaryConv2d, _ = _layer_classes()
     import torch.nn.functional as F
 
     results: list[np.ndarray] = []

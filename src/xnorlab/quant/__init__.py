@@ -1,8 +1,10 @@
 """xnorlab.quant: binarization functions, quantizer registry, binary layers, QuantConfig."""
 
 from .binarizers import (
+    ApproxSignSTE,
     SignSTE,
     StochasticSignSTE,
+    binarize_approx,
     binarize_det,
     binarize_stoch,
     channel_scale,
@@ -10,7 +12,13 @@ from .binarizers import (
     sign,
     xnor_binarize_weight,
 )
-from .config import QUANT_PRESETS, QuantConfig, quant_preset, register_configs, to_quant_config
+from .config import (
+    QuantConfig,
+    available_presets,
+    quant_preset,
+    register_configs,
+    to_quant_config,
+)
 from .layers import (
     BinaryConv2d,
     BinaryLinear,
@@ -22,17 +30,20 @@ from .layers import (
     is_binary_layer,
 )
 from .registry import (
+    ApproxSign,
     Quantizer,
     SteSign,
     StochasticSign,
     XnorWeight,
     available_quantizers,
     get_quantizer,
+    quantizer_class,
     register_quantizer,
 )
 
 __all__ = [
-    "QUANT_PRESETS",
+    "ApproxSign",
+    "ApproxSignSTE",
     "BinaryConv2d",
     "BinaryLinear",
     "Normalize",
@@ -44,7 +55,9 @@ __all__ = [
     "StochasticSign",
     "StochasticSignSTE",
     "XnorWeight",
+    "available_presets",
     "available_quantizers",
+    "binarize_approx",
     "binarize_det",
     "binarize_stoch",
     "channel_scale",
@@ -53,6 +66,7 @@ __all__ = [
     "glorot_lr_scale",
     "hard_sigmoid",
     "init_latent_uniform",
+    "quantizer_class",
     "is_binary_layer",
     "quant_preset",
     "register_configs",

@@ -14,8 +14,10 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "ApproxSignSTE",
     "SignSTE",
     "StochasticSignSTE",
+    "binarize_approx",
     "binarize_det",
     "binarize_stoch",
     "channel_scale",
@@ -72,6 +74,25 @@ class StochasticSignSTE(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return _ste_mask(x, grad_out), None
+
+
+class ApproxSignSTE(torch.autograd.Function):
+    """Sign forward; backward ``2 - 2|x|`` inside ``|x| <= 1``, zero outside (Bi-Real Net)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad_out * (2 - 2 * x.abs()).clamp_min(0).to(grad_out.dtype)
+
+
+def binarize_approx(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x)`` (sign(0)=+1) with Bi-Real Net's ApproxSign gradient."""
+    return ApproxSignSTE.apply(x)
 
 
 def binarize_det(x: torch.Tensor) -> torch.Tensor:

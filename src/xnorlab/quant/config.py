@@ -1,7 +1,4 @@
-"""Quantization config (Hydra structured config) and the named presets.
-
-``conf/quant/<name>.yaml`` mirrors :data:`QUANT_PRESETS` one for one (a test checks it).
-"""
+"""Quantization config (Hydra structured config); the named presets are ``conf/quant/*.yaml``."""
 
 from __future__ import annotations
 
@@ -12,12 +9,13 @@ from typing import Any
 
 from torch import nn
 
+from ..schema import quant_presets
 from .layers import Normalize, Quantize8bit
 from .registry import get_quantizer
 
 __all__ = [
-    "QUANT_PRESETS",
     "QuantConfig",
+    "available_presets",
     "quant_preset",
     "register_configs",
     "to_quant_config",
@@ -29,8 +27,8 @@ class QuantConfig:
     """How a model is binarized.
 
     Attributes:
-        name: label of the method (``float``, ``bc_det``, ``bc_stoch``, ``bnn``, ``bnn_stoch``,
-            ``xnor`` for the presets).
+        name: the method's name (its preset file's stem, for the presets).
+        label: its display name in tables and plots.
         weight_quantizer: registered quantizer for kernels, or None (real weights).
         activation_quantizer: registered quantizer for hidden-layer inputs, or None (real
             activations).
@@ -40,6 +38,7 @@ class QuantConfig:
     """
 
     name: str = "float"
+    label: str = ""
     weight_quantizer: str | None = None
     activation_quantizer: str | None = None
     clip_latent: bool = False
@@ -96,37 +95,20 @@ class QuantConfig:
         return None
 
 
-QUANT_PRESETS: dict[str, QuantConfig] = {
-    "float": QuantConfig(name="float"),
-    "bc_det": QuantConfig(name="bc_det", weight_quantizer="ste_sign", clip_latent=True),
-    "bc_stoch": QuantConfig(name="bc_stoch", weight_quantizer="stoch_sign", clip_latent=True),
-    "bnn": QuantConfig(
-        name="bnn", weight_quantizer="ste_sign", activation_quantizer="ste_sign", clip_latent=True
-    ),
-    "bnn_stoch": QuantConfig(
-        name="bnn_stoch",
-        weight_quantizer="stoch_sign",
-        activation_quantizer="stoch_sign",
-        clip_latent=True,
-    ),
-    # Latent clipping is harmless for XNOR (alpha tracks mean |W|) and keeps the STE alive.
-    "xnor": QuantConfig(
-        name="xnor",
-        weight_quantizer="xnor_weight",
-        activation_quantizer="ste_sign",
-        clip_latent=True,
-    ),
-}
+def available_presets() -> list[str]:
+    """Names of the quant methods defined in ``conf/quant/``."""
+    return list(quant_presets())
 
 
 def quant_preset(name: str) -> QuantConfig:
-    """A copy of the preset ``name``; unknown names raise ``ValueError`` listing the valid ones."""
-    try:
-        return dataclasses.replace(QUANT_PRESETS[name])
-    except KeyError:
+    """The preset ``conf/quant/<name>.yaml``; unknown names raise ``ValueError`` listing the
+    valid ones."""
+    presets = quant_presets()
+    if name not in presets:
         raise ValueError(
-            f"unknown quant method {name!r}; valid names: {', '.join(sorted(QUANT_PRESETS))}"
-        ) from None
+            f"unknown quant method {name!r}; valid names: {', '.join(sorted(presets))}"
+        )
+    return to_quant_config(presets[name])
 
 
 def to_quant_config(cfg: QuantConfig | Mapping[str, Any] | str | Any) -> QuantConfig:
@@ -135,7 +117,7 @@ def to_quant_config(cfg: QuantConfig | Mapping[str, Any] | str | Any) -> QuantCo
     if isinstance(cfg, QuantConfig):
         return dataclasses.replace(cfg).validate()
     if isinstance(cfg, str):
-        return quant_preset(cfg).validate()
+        return quant_preset(cfg)
     from omegaconf import OmegaConf
 
     merged = OmegaConf.merge(OmegaConf.structured(QuantConfig), cfg)

@@ -14,25 +14,25 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from xnorlab.schema import method_label, quant_presets
+
 KIND_TAG = "xnorlab.kind"
 
 # Display order and names. Unknown names sort after these, alphabetically, and show as is.
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 MODELS = {"logreg": "LogReg", "mlp": "MLP", "cnn": "CNN", "vit": "ViT", "kmeans": "K-means"}
-METHODS = {
-    "float": "float (32-bit)",
-    "bc_det": "BinaryConnect det.",
-    "bc_stoch": "BinaryConnect stoch.",
-    "bnn": "BNN det.",
-    "bnn_stoch": "BNN stoch.",
-    "xnor": "XNOR-Net",
-}
+# Quant methods: their order and labels are the presets' (conf/quant/*.yaml).
 
 
 def rank(order: dict[str, str] | list[str], name: str) -> tuple[int, str]:
     """Sort key: position in `order`, unknown names after, alphabetically."""
     keys = list(order)
     return (keys.index(name), "") if name in keys else (len(keys), name)
+
+
+def method_rank(name: str) -> tuple[int, str]:
+    """Sort key of a quant method: the presets' order, unknown names after."""
+    return rank(list(quant_presets()), name)
 
 
 def dataset_label(name: str) -> str:
@@ -61,7 +61,7 @@ class Slot:
 
     @property
     def method_label(self) -> str:
-        label = METHODS.get(self.quant, self.quant)
+        label = method_label(self.quant)
         return f"{label}, distilled" if self.distilled else label
 
     @property
@@ -100,7 +100,7 @@ def order_key(slot: Slot, datasets: list[str] | None = None) -> tuple:
     """Deterministic order: dataset (suite order first), model, method (distilled students
     after the rest, as in Table 1), run name."""
     return (dataset_rank(slot.dataset, datasets), rank(MODELS, slot.model), slot.distilled,
-            rank(METHODS, slot.quant), slot.key)
+            method_rank(slot.quant), slot.key)
 
 
 def suite_slots(suite: dict[str, Any]) -> list[Slot]:

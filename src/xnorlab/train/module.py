@@ -17,6 +17,7 @@ from xnorlab.quant.layers import (
     init_latent_uniform,
     is_binary_layer,
 )
+from xnorlab.quant.registry import quantizer_class
 
 
 def squared_hinge(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,8 @@ def uses_paper_recipe(cfg: dict[str, Any]) -> bool:
     """
     recipe = cfg["optim"]["latent_recipe"]
     if recipe == "auto":
-        return cfg["quant"].get("weight_quantizer") == "stoch_sign"
+        name = cfg["quant"].get("weight_quantizer")
+        return name is not None and quantizer_class(name).stochastic
     return recipe == "paper"
 
 
