@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from xnorlab import tracking
 from xnorlab.io import json_bytes, write_atomic
 from xnorlab.report.benchmark import Benchmark, load_benchmark
+from xnorlab.report.cells import Table
 from xnorlab.report.collect import (
     KIND_TAG,
     Record,
@@ -31,16 +32,8 @@ from xnorlab.report.collect import (
 from xnorlab.report.collect import MODELS as MODEL_NAMES
 from xnorlab.report.plots import accuracy_vs_size, speedup_by_batch, training_curves
 from xnorlab.report.readme import update_readme
-from xnorlab.report.tables import (
-    SpeedCells,
-    Table,
-    render_csv,
-    render_latex,
-    render_markdown,
-    table1,
-    table2,
-    table3,
-)
+from xnorlab.report.render import render_csv, render_latex, render_markdown
+from xnorlab.report.tables import SpeedCells, table1, table2, table3
 
 log = logging.getLogger(__name__)
 

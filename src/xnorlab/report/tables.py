@@ -1,5 +1,5 @@
-"""The three tables (error; cost and savings; trade-off) built from run records, and their
-Markdown, LaTeX (booktabs) and CSV renderings.
+"""The three tables (error; cost and savings; trade-off) built from run records (renderings:
+:mod:`xnorlab.report.render`).
 
 A table is display cells (text + footnote numbers + the run id behind the value) plus tidy
 records (raw numbers, one per run) for CSV and report.json. A value that is missing is an em
@@ -8,97 +8,33 @@ dash with a footnote saying why; a blank cell means "not part of the suite / not
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from xnorlab.report.benchmark import Benchmark
+from xnorlab.report.cells import (
+    DASH,
+    Cell,
+    Column,
+    Notes,
+    Table,
+    fmt_bytes,
+    fmt_count,
+    fmt_fixed,
+    fmt_ips,
+    fmt_ratio,
+)
 from xnorlab.report.collect import (
-    METHODS,
     MODELS,
     Record,
     dataset_label,
     dataset_rank,
+    method_rank,
     model_label,
     order_key,
     rank,
 )
 from xnorlab.report.references import REFERENCES, Reference, references_for
-
-DASH = "—"
-
-
-# ---------------------------------------------------------------- structure
-
-
-@dataclass
-class Cell:
-    text: str = ""
-    notes: list[int] = field(default_factory=list)
-    run_id: str | None = None  # Markdown shows its first 8 characters after the value
-
-
-@dataclass
-class Column:
-    title: str
-    align: str = "r"  # l | r
-    latex: bool = True  # False: Markdown only (run ids)
-
-
-class Notes:
-    """Footnotes of one table, numbered from 1 in order of first use; equal texts share one."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def add(self, text: str) -> int:
-        if text not in self.texts:
-            self.texts.append(text)
-        return self.texts.index(text) + 1
-
-
-@dataclass
-class Table:
-    name: str  # table1 -> table1.csv, \label{tab:xnorlab-table1}
-    title: str
-    caption: str
-    columns: list[Column]
-    rows: list[list[Cell]]
-    notes: Notes
-    fields: list[str]  # CSV columns
-    records: list[dict[str, Any]]  # CSV rows (raw values; None -> empty)
-    cell_ids: bool = False  # Markdown: short run id after each value
-    group_cols: int = 1  # leading columns blanked when repeated; LaTeX rule between groups
-    extra_md: str = ""  # appended under the Markdown table
-
-
-# ---------------------------------------------------------------- formatting
-
-
-def fmt_fixed(digits: int) -> Callable[[float], str]:
-    return lambda v: f"{v:.{digits}f}"
-
-
-def fmt_count(v: float) -> str:
-    return f"{round(v):,}"
-
-
-def fmt_bytes(v: float) -> str:
-    if v < 1024:
-        return f"{v:.0f} B"
-    if v < 1024**2:
-        return f"{v / 1024:.1f} KiB"
-    return f"{v / 1024**2:.2f} MiB"
-
-
-def fmt_ratio(v: float) -> str:
-    return f"{v:.1f}×"
-
-
-def fmt_ips(v: float) -> str:
-    return f"{v:,.0f}"
 
 
 def _missing(record: Record, notes: Notes) -> Cell:
@@ -159,7 +95,7 @@ def table1(records: list[Record], datasets: list[str], suite: str) -> Table:
     rows_recs: list[tuple[tuple, list[Record]]] = []
     for recs in groups.values():
         slot = recs[0].slot
-        base = (rank(MODELS, slot.model), slot.distilled, rank(METHODS, slot.quant))
+        base = (rank(MODELS, slot.model), slot.distilled, method_rank(slot.quant))
         if len({r.slot.dataset for r in recs}) == len(recs):
             rows_recs.append(((*base, ""), recs))
         else:  # several runs for one cell: one row per run name
@@ -469,134 +405,3 @@ def _combine(rec: Record, base: Record, metric: str, base_metric: str,
     value = op(base.metrics[base_metric], rec.metrics[metric])
     row.append(Cell(fmt(value) if value is not None else DASH, run_id=rec.run_id))
     return value
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def _marks(notes: list[int]) -> str:
-    return ",".join(str(n) for n in notes)
-
-
-def _display_rows(table: Table) -> list[list[Cell]]:
-    """Rows with repeated leading group labels blanked."""
-    out, prev = [], None
-    for row in table.rows:
-        shown = list(row)
-        if prev is not None:
-            for c in range(table.group_cols):
-                if all(row[i].text == prev[i].text for i in range(c + 1)):
-                    shown[c] = Cell()
-        out.append(shown)
-        prev = row
-    return out
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def render_markdown(table: Table, run_ids: bool = True, heading: str | None = "##",
-                    extra: bool = True) -> str:
-    """The table as GitHub Markdown: heading, caption, table, numbered notes (and, with
-    `extra`, the table's extra paragraph)."""
-    def cell(c: Cell) -> str:
-        text = _md_escape(c.text)
-        if run_ids and table.cell_ids and c.run_id and c.text and c.text != DASH:
-            text += f" `{c.run_id[:8]}`"
-        if c.notes:
-            text += f" [{_marks(c.notes)}]"
-        return text
-
-    lines = ([f"{heading} {table.title}", ""] if heading else []) + [table.caption, ""]
-    lines.append("| " + " | ".join(_md_escape(c.title) for c in table.columns) + " |")
-    lines.append("| " + " | ".join(":--" if c.align == "l" else "--:"
-                                   for c in table.columns) + " |")
-    for row in _display_rows(table):
-        lines.append("| " + " | ".join(cell(c) for c in row) + " |")
-    if table.notes.texts:
-        lines.append("")
-        lines += [f"- [{i}] {text}" for i, text in enumerate(table.notes.texts, 1)]
-    if extra and table.extra_md:
-        lines += ["", table.extra_md]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "—": "---", "×": r"$\times$", "→": r"$\rightarrow$", "−": "$-$",
-}
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX specials; `code` spans become \\texttt{...}."""
-    parts = text.split("`")
-    if len(parts) % 2 == 0:  # an unpaired backtick: treat it literally
-        parts = [text.replace("`", "'")]
-    out = []
-    for i, part in enumerate(parts):
-        escaped = "".join(_LATEX.get(ch, ch) for ch in part)
-        out.append(f"\\texttt{{{escaped}}}" if i % 2 else escaped)
-    return "".join(out)
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def render_latex(table: Table) -> str:
-    """A booktabs `table` environment (needs \\usepackage{booktabs})."""
-    keep = [i for i, c in enumerate(table.columns) if c.latex]
-
-    def cell(c: Cell) -> str:
-        text = latex_escape(c.text)
-        return text + (f"\\textsuperscript{{{_marks(c.notes)}}}" if c.notes else "")
-
-    spec = "".join(table.columns[i].align for i in keep)
-    lines = [
-        "\\begin{table}[htbp]",
-        "  \\centering",
-        "  \\small",
-        f"  \\caption[{latex_escape(_sentence(table.title.split(': ', 1)[-1]))}]"
-        f"{{{latex_escape(table.caption)}}}",
-        f"  \\label{{tab:xnorlab-{table.name}}}",
-        # shrink to the line width only when wider (needs graphicx)
-        "  \\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%",
-        f"  \\begin{{tabular}}{{{spec}}}",
-        "    \\toprule",
-        "    " + " & ".join(latex_escape(table.columns[i].title) for i in keep) + " \\\\",
-        "    \\midrule",
-    ]
-    prev = None
-    for row, shown in zip(table.rows, _display_rows(table), strict=True):
-        if prev is not None and row[0].text != prev[0].text:
-            lines.append("    \\midrule")
-        lines.append("    " + " & ".join(cell(shown[i]) for i in keep) + " \\\\")
-        prev = row
-    lines += ["    \\bottomrule", "  \\end{tabular}}"]
-    if table.notes.texts:
-        lines += ["  \\par\\smallskip", "  {\\footnotesize"]
-        lines += [f"  \\textsuperscript{{{i}}}\\,{latex_escape(text)}\\par"
-                  for i, text in enumerate(table.notes.texts, 1)]
-        lines.append("  }")
-    lines.append("\\end{table}")
-    return "\n".join(lines) + "\n"
-
-
-def _csv_value(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return repr(v) if isinstance(v, float) else str(v)
-
-
-def render_csv(table: Table) -> str:
-    """Tidy CSV: one row per run, raw values (empty = missing), the MLflow run id in `run_id`."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(table.fields)
-    for rec in table.records:
-        writer.writerow([_csv_value(rec.get(f)) for f in table.fields])
-    return buf.getvalue()
