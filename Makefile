@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test lint ui clean-venv
+.PHONY: setup repro test test-fast lint ui clean-venv
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 test: lint
 	python -m pytest
+
+# Lint and the tests not marked slow: under a minute, for the edit-test loop.
+test-fast: lint
+	python -m pytest -m "not slow" --durations=5
 
 # The MLflow UI on http://127.0.0.1:5000 over the local SQLite store.
 ui: $(STAMP)

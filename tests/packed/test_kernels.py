@@ -132,6 +132,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # compiles the kernels afresh in a subprocess
 def test_compiles_and_is_exact_for_an_avx2_host(tmp_path):
     """numba JITs for the host CPU; pretend the host is an AVX2 machine (no VPOPCNTDQ)."""
     import os

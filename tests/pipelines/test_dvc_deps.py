@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import ROOT, write_tiny_mnist
 
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses
+
 # Read by a run, yet deliberately not a dependency, each for a stated reason.
 NOT_DEPENDENCIES = {
     # Only the suite's name enters a run's config, so adding a run must not retrain the others.

@@ -20,6 +20,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, write_tiny_mnist
 
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses
+
 COPY = ["conf", "pipelines", "src", "dvc.yaml", ".dvc/config", ".dvcignore", "README.md"]
 
 

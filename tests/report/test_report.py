@@ -21,6 +21,8 @@ from xnorlab.report.build import make_report
 from xnorlab.report.config import check_report_config
 from xnorlab.report.readme import END, START
 
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

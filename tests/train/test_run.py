@@ -19,6 +19,8 @@ from xnorlab.schema import ConfigError
 from xnorlab.train.config import check_train_config
 from xnorlab.train.run import run
 
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses
+
 
 def compose_train(overrides: list[str]):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
