@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-fast lint ui clean-venv
+.PHONY: setup repro test test-fast lint ui server server-stop clean-venv
 
 setup: $(STAMP)
 
@@ -34,6 +34,15 @@ test-fast: lint
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port 5000 \
 		--workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+# A team server: PostgreSQL + `mlflow server` with proxied artifacts, on 127.0.0.1, state in
+# .server/ (scripts/server.sh). Then: MLFLOW_TRACKING_URI=http://127.0.0.1:5000 make repro
+# MLFLOW_PORT=... picks another port; MLFLOW_APP=basic-auth turns on MLflow's basic auth.
+server: $(STAMP)
+	scripts/server.sh up
+
+server-stop:
+	scripts/server.sh down
 
 clean-venv:
 	rm -rf $(VENV)

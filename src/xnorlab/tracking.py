@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import platform
+import sqlite3
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
 
 from xnorlab.io import cpu_info, write_atomic
@@ -31,6 +34,18 @@ __all__ = [
 ]
 
 PARENT_ID_FILE = "mlflow_parent_run_id"
+# MLflow 3's UI opens an experiment without this tag on its GenAI overview ("Traces"); this
+# value (its model-training kind) makes it open on the runs table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# A saved view of the runs table (MLflow's "share view"): open
+# <ui>/#/experiments/<id>/runs?viewStateShareKey=<VIEW_KEY> to get these columns.
+VIEW_KEY = "xnorlab"
+VIEW_COLUMNS = [
+    "tags.`dataset`", "tags.`model`", "tags.`quant`", "tags.`suite`",
+    "metrics.`test_error_pct`", "metrics.`model_bytes_1bit`", "metrics.`model_bytes_fp32`",
+    "metrics.`train_seconds`", "metrics.`epochs`",
+]
+SQLITE_BUSY_TIMEOUT_S = 60.0
 
 
 def resolve_uri(uri: str | None, root: Path | None = None) -> str:
@@ -44,32 +59,90 @@ def resolve_uri(uri: str | None, root: Path | None = None) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a local SQLite URI, else None."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 @contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Serialise first contact with a local SQLite store across processes.
-
-    Two sweep jobs opening a new store at once both try to create its tables, and one fails.
-    """
-    if not uri.startswith("sqlite:///"):
+    """Hold an exclusive file lock beside a local SQLite store (no-op for other stores)."""
+    db = sqlite_path(uri)
+    if db is None:
         yield
         return
-    db = Path(uri.removeprefix("sqlite:///"))
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
+def prepare_store(uri: str) -> None:
+    """Make a local SQLite store ready for concurrent writers; a no-op for other stores.
+
+    Once, under the store's file lock: switch the file to WAL journaling (readers never block
+    the writer, and it persists in the file) and create MLflow's schema, so parallel jobs
+    never race on the tables or the migrations. MLflow's own sessions wait up to 20 s on a
+    locked database (PRAGMA busy_timeout); ours wait ``SQLITE_BUSY_TIMEOUT_S``.
+    """
+    db = sqlite_path(uri)
+    if db is None:
+        return
+    with store_lock(uri):
+        with sqlite3.connect(db, timeout=SQLITE_BUSY_TIMEOUT_S) as con:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates the schema
+
+
+def sqlite_journal_mode(uri: str) -> str:
+    """The journal mode of a local SQLite store ('wal' once prepared)."""
+    db = sqlite_path(uri)
+    if db is None:
+        raise ValueError(f"{uri} is not a local SQLite store")
+    with sqlite3.connect(db, timeout=SQLITE_BUSY_TIMEOUT_S) as con:
+        return con.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def is_remote(uri: str) -> bool:
+    """A tracking server (http/https): it decides where artifacts go (proxied store)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def runs_view_state() -> str:
+    """The runs-table view saved under ``VIEW_KEY``: the columns a reader needs."""
+    return json.dumps({"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time",
+                       "orderByAsc": False})
+
+
+def mark_training_experiment(client: MlflowClient, experiment_id: str) -> None:
+    """Tag the experiment as model training and save the runs-table view (idempotent)."""
+    tags = {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{VIEW_KEY}": runs_view_state()}
+    have = client.get_experiment(experiment_id).tags
+    for key, value in tags.items():
+        if have.get(key) != value:
+            client.set_experiment_tag(experiment_id, key, value)
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
-    """Experiment id of `name`, creating it with artifacts under `artifact_root` if new."""
+    """Experiment id of `name`, creating it (artifacts under `artifact_root`) if new, and
+    marked as a model-training experiment for the UI.
+
+    Against a tracking server pass ``artifact_root=None``: the server's proxied artifact store
+    then holds the artifacts (``mlflow-artifacts:/``) and clients upload them over HTTP.
+    """
     found = client.get_experiment_by_name(name)
     if found is not None:
-        return found.experiment_id
-    location = (artifact_root / name).resolve().as_uri() if artifact_root else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
-        return client.get_experiment_by_name(name).experiment_id
+        exp_id = found.experiment_id
+    else:
+        location = (artifact_root / name).resolve().as_uri() if artifact_root else None
+        try:
+            exp_id = client.create_experiment(name, artifact_location=location,
+                                              tags=EXPERIMENT_KIND)
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
+            exp_id = client.get_experiment_by_name(name).experiment_id
+    mark_training_experiment(client, exp_id)
+    return exp_id
 
 
 def open_experiment(
@@ -78,16 +151,29 @@ def open_experiment(
     """``(client, experiment_id, uri)`` for the ``tracking`` config ``trk`` (keys ``uri``,
     ``experiment``, ``artifact_root``; a relative artifact root is under the project root).
 
-    First contact with a new SQLite store is serialised (see :func:`store_lock`).
+    A local SQLite store is prepared first (:func:`prepare_store`); against a tracking server
+    (http) the artifact root is the server's, not ``artifact_root``.
     """
     root = root or project_root()
     uri = resolve_uri(trk.get("uri"), root)
     artifact_root = Path(trk["artifact_root"])
     artifact_root = artifact_root if artifact_root.is_absolute() else root / artifact_root
-    with store_lock(uri):
+    prepare_store(uri)
+    with store_lock(uri):  # one creator of the experiment among parallel jobs
         client = MlflowClient(tracking_uri=uri)
-        exp_id = ensure_experiment(client, trk["experiment"], artifact_root)
+        exp_id = ensure_experiment(client, trk["experiment"],
+                                   None if is_remote(uri) else artifact_root)
     return client, exp_id, uri
+
+
+class PrepareStore(Callback):
+    """Hydra callback: set up the store and experiment in the launching process, before a
+    multirun's parallel jobs start (conf/train.yaml, ``hydra.callbacks``)."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        open_experiment(OmegaConf.to_container(config.tracking, resolve=True))
 
 
 @contextmanager
