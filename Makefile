@@ -30,10 +30,14 @@ test: lint
 test-fast: lint
 	python -m pytest -m "not slow" --durations=5
 
-# The MLflow UI on http://127.0.0.1:5000 over the local SQLite store.
+# The MLflow UI on http://127.0.0.1:5000 over the local SQLite store. MLflow 3.17's UI opens
+# experiments in its GenAI mode unless the URL (or the toggle, top left) says model training.
+UI_PORT ?= 5000
+UI_STORE ?= sqlite:///$(CURDIR)/mlflow.db
 ui: $(STAMP)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port 5000 \
-		--workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+	@echo "Runs: http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
+		--workers 1 --backend-store-uri $(UI_STORE)
 
 # A team server: PostgreSQL + `mlflow server` with proxied artifacts, on 127.0.0.1, state in
 # .server/ (scripts/server.sh). Then: MLFLOW_TRACKING_URI=http://127.0.0.1:5000 make repro

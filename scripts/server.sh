@@ -132,6 +132,9 @@ admin_username = $MLFLOW_AUTH_ADMIN_USERNAME
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 EOF
   export MLFLOW_AUTH_CONFIG_PATH="$SERVER_DIR/basic_auth.ini"
+  # basic-auth's CSRF protection needs a static key; kept with the server's state.
+  [[ -f "$SERVER_DIR/flask.secret" ]] || (umask 077 && secret > "$SERVER_DIR/flask.secret")
+  export MLFLOW_FLASK_SERVER_SECRET_KEY="${MLFLOW_FLASK_SERVER_SECRET_KEY:-$(cat "$SERVER_DIR/flask.secret")}"
 }
 
 mlflow_start() {
@@ -149,6 +152,10 @@ mlflow_start() {
   # Own process group (setsid), so `down` can stop the server with its workers and
   # huey_consumer children; job execution off and one worker make it answer in ~10 s.
   # The store URI (with its password) goes by environment, not on the visible command line.
+  # SQLAlchemy's default pool (5 + 10 overflow) starves at 32 concurrent clients: requests
+  # wait 30 s for a connection, then fail (measured by tests/team's load test).
+  MLFLOW_SQLALCHEMYSTORE_POOL_SIZE="${MLFLOW_SQLALCHEMYSTORE_POOL_SIZE:-40}" \
+  MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW="${MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW:-40}" \
   MLFLOW_BACKEND_STORE_URI="postgresql+psycopg://mlflow:$pw@$HOST:$port/mlflow" \
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$VENV_BIN/mlflow" server \
     --host "$HOST" --port "$MLFLOW_PORT" --workers 1 "${app[@]}" --serve-artifacts --artifacts-destination "$ARTIFACTS" \

@@ -12,6 +12,8 @@ from xnorlab.data.idx import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["tests.team.fixtures"]  # the team server, shared by tests/team and tests/ui
+
 
 def write_tiny_mnist(raw_dir: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
     """Write learnable MNIST-named IDX files: each class is a bright bar at its own row band."""

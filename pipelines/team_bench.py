@@ -1,0 +1,29 @@
+"""Concurrent writers against each tracking store, and a bounded load test of the team server.
+
+    python pipelines/team_bench.py                  # writes reports/team_bench.json
+    python pipelines/team_bench.py writers=4 stores=[sqlite] load.enabled=false
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from xnorlab.io import write_json
+from xnorlab.team.bench import run_bench
+
+log = logging.getLogger("xnorlab.team_bench")
+
+
+@hydra.main(config_path="../conf", config_name="team_bench", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    result = run_bench(OmegaConf.to_container(cfg, resolve=True))
+    write_json(Path(cfg.out), result)
+    log.info("wrote %s", cfg.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""A team's tracking server: start/stop it, and measure concurrent writers against a store."""
