@@ -21,13 +21,19 @@ from xnorlab.io import cpu_info, write_atomic
 from xnorlab.schema import project_root
 
 __all__ = [
+    "PrepareStore",
     "ensure_experiment",
     "flatten",
     "git_commit",
+    "is_remote",
     "machine_tags",
+    "mark_training_experiment",
     "open_experiment",
+    "prepare_store",
     "project_root",
     "resolve_uri",
+    "sqlite_journal_mode",
+    "sqlite_path",
     "store_lock",
     "sweep_parent_run",
     "tracked_run",

@@ -23,7 +23,9 @@ from xnorlab.report.config import check_report_config
 from xnorlab.team.browser import render
 from xnorlab.team.server import free_port
 
-pytestmark = [pytest.mark.ui, pytest.mark.skip(reason="unfinished: a chromium render timed out (180 s) on the loaded shared machine; not yet seen passing")]
+# Unfinished: one chromium render timed out (180 s) on the loaded shared machine and the whole
+# module has not yet been seen passing, so it is skipped rather than left to fail CI.
+pytestmark = [pytest.mark.ui, pytest.mark.skip(reason="unfinished: not yet seen passing")]
 
 SHOTS = ROOT / "reports" / "ui"
 ML = "workflowType=machine_learning"  # the UI's "Model training" mode (see README)
