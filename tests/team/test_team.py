@@ -20,7 +20,7 @@ from xnorlab.team.bench import writers_against
 from xnorlab.team.load import load_test
 from xnorlab.team.server import TeamServer, private_state_dir
 
-pytestmark = pytest.mark.team
+pytestmark = [pytest.mark.team, pytest.mark.slow]  # servers and 8-job sweeps: minutes
 
 
 def assert_nothing_lost(result: dict) -> None:

@@ -25,7 +25,8 @@ from xnorlab.team.server import free_port
 
 # Unfinished: one chromium render timed out (180 s) on the loaded shared machine and the whole
 # module has not yet been seen passing, so it is skipped rather than left to fail CI.
-pytestmark = [pytest.mark.ui, pytest.mark.skip(reason="unfinished: not yet seen passing")]
+pytestmark = [pytest.mark.ui, pytest.mark.slow,
+              pytest.mark.skip(reason="unfinished: not yet seen passing")]
 
 SHOTS = ROOT / "reports" / "ui"
 ML = "workflowType=machine_learning"  # the UI's "Model training" mode (see README)
