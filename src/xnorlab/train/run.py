@@ -40,6 +40,10 @@ from xnorlab.train.plots import plot_confusion, plot_curves, plot_image_grid
 log = logging.getLogger(__name__)
 
 
+class DataError(ValueError):
+    """The run's data cannot be loaded or split as configured (the message says which)."""
+
+
 @dataclass
 class RunContext:
     """Where a run writes, and its MLflow handle."""
@@ -318,7 +322,10 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
         eval_batch_size=d["eval_batch_size"], val_size=d["val_size"], val_split=d["val_split"],
         seed=cfg["seed"], train_limit=d["train_limit"], eval_limit=d["eval_limit"],
     )
-    dm.setup()
+    try:
+        dm.setup()
+    except (ValueError, OSError) as err:  # bad or missing data files, impossible sizes
+        raise DataError(f"{cfg['dataset']['name']} data in {dm.data_dir}: {err}") from err
     client, run_id = start_tracking(cfg, out, sweep_dir)
     ctx = RunContext(cfg, out, client, run_id, resume_from)
     try:
