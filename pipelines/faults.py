@@ -28,8 +28,10 @@ def profile_config(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../conf", config_name="faults", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    result = run_profile(profile_config(cfg), Path(cfg.work_dir))
-    write_json(Path(hydra.utils.to_absolute_path(cfg.out)), result)
+    out = Path(hydra.utils.to_absolute_path(cfg.out))
+    result = run_profile(profile_config(cfg), Path(cfg.work_dir),
+                         save=lambda partial: write_json(out, partial))
+    write_json(out, result)
     total = result["total"]
     print(f"faults ({result['profile']}): tried {total['tried']}, survived {total['survived']}, "
           f"lost {total['lost']}, duplicated {total['duplicated']}")

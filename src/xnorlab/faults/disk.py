@@ -109,7 +109,7 @@ def run_disk_cases(work: Path, cases: list[tuple[str, str, Callable[[Path], dict
     tally = Tally()
     why_not = can_mount(work)
     if why_not:
-        tally.failures.append({"case": "all", "problems": [f"skipped: {why_not}"]})
+        tally.skipped = why_not
         return tally
     for name, size, make in cases:
         mount = work / f"disk-{name}"

@@ -14,7 +14,14 @@ import yaml
 
 from xnorlab.faults import concurrency, corrupt, disk, kills
 from xnorlab.faults.outcome import Tally, summary
-from xnorlab.faults.workspace import Proc, Sandbox, case_env, run_cmd, write_tiny_mnist
+from xnorlab.faults.workspace import (
+    Proc,
+    Sandbox,
+    case_env,
+    make_empty_store,
+    run_cmd,
+    write_tiny_mnist,
+)
 
 
 def _log(msg: str) -> None:
@@ -232,8 +239,10 @@ def _finished_once(case: Sandbox) -> list[str]:
     return []
 
 
-def run_profile(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Every fault class of one profile; returns the report's content."""
+def run_profile(cfg: dict[str, Any], work: Path,
+                save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every fault class of one profile; returns the report's content. ``save`` gets partial
+    results after each kill case and each class, so a run stopped early still reports."""
     rng = random.Random(cfg["seed"])
     started = time.perf_counter()
     if work.exists():
@@ -244,13 +253,28 @@ def run_profile(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     from xnorlab.tracking import project_root
 
     shutil.copytree(project_root() / "conf", work / "conf-copy")
+    make_empty_store(work / "empty-mlflow.db")
     sb = Sandbox(work / "reference", raw, list(cfg["train_args"]))
     _log("reference run of train, export and report")
     ref = kills.make_reference(sb)
     tallies: dict[str, Tally] = {}
     seconds: dict[str, float] = {}
+
+    def result(complete: bool) -> dict[str, Any]:
+        out = summary(tallies)
+        out.update(profile=cfg["name"], seed=cfg["seed"], kill_points=ref.counts,
+                   complete=complete,
+                   seconds=dict(seconds, total=round(time.perf_counter() - started, 1)))
+        return out
+
+    def partial() -> None:
+        if save:
+            save(result(False))
+
+    tallies["kill"] = Tally()
     steps = [
-        ("kill", lambda: kills.run_kills(ref, work / "kills", cfg["kills"]["cases"], rng)),
+        ("kill", lambda: kills.run_kills(ref, work / "kills", cfg["kills"]["cases"], rng,
+                                         tallies["kill"], partial)),
         ("disk_full", lambda: disk.run_disk_cases(work / "disk", disk_cases(ref, cfg["disk"]))),
         ("corrupt", lambda: corrupt.run_cases(
             predict_cases(ref, work / "corrupt", cfg["corrupt"], rng)
@@ -270,7 +294,7 @@ def run_profile(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         _log(f"{name}: tried {t.tried}, survived {t.survived}, lost {t.lost}")
         for failure in t.failures:
             _log(f"  FAILED {failure['case']}: {'; '.join(failure['problems'])[:600]}")
-    result = summary(tallies)
-    result.update(profile=cfg["name"], seed=cfg["seed"], kill_points=ref.counts,
-                  seconds=dict(seconds, total=round(time.perf_counter() - started, 1)))
-    return result
+        partial()
+    if "kill" not in cfg["classes"]:
+        del tallies["kill"]
+    return result(True)

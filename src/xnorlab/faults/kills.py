@@ -150,7 +150,7 @@ def kill_training(ref: Reference, root: Path, point: str, n: int) -> tuple[list[
 def kill_output_stage(ref: Reference, root: Path, stage: str, point: str, n: int) -> list[str]:
     """Kill export or report; the files it leaves must be complete, the rerun's byte-equal."""
     sb = Sandbox(root, ref.sandbox.raw, ref.sandbox.train_args)
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
     if stage == "report":  # the report reads the reference's finished training run
         shutil.copy(ref.sandbox.root / "mlflow.db", root / "mlflow.db")
         cmd, folder, ref_folder = sb.report_cmd, root / "reports", ref.sandbox.root / "reports"
@@ -178,9 +178,11 @@ PLAN = [("train", "step"), ("train", "checkpoint"), ("train", "metric"),
         ("export", "exactness"), ("report", "write"), ("report", "artifact")]
 
 
-def run_kills(ref: Reference, work: Path, n_cases: int, rng: random.Random) -> Tally:
-    """``n_cases`` kills, cycling through PLAN, each at a uniformly drawn call number."""
-    tally = Tally()
+def run_kills(ref: Reference, work: Path, n_cases: int, rng: random.Random,
+              tally: Tally | None = None, on_case: Any = None) -> Tally:
+    """``n_cases`` kills, cycling through PLAN, each at a uniformly drawn call number;
+    ``on_case()`` after each (the harness saves partial results)."""
+    tally = tally if tally is not None else Tally()
     plan = [p for p in PLAN if ref.counts[p[0]].get(p[1])]
     for i in range(n_cases):
         stage, point = plan[i % len(plan)]
@@ -193,4 +195,6 @@ def run_kills(ref: Reference, work: Path, n_cases: int, rng: random.Random) -> T
             problems, lost, dup = kill_output_stage(ref, root, stage, point, n), 0, 0
             lost = sum("differs" in p or "half-written" in p for p in problems)
         tally.add(case, problems, lost=lost, duplicated=dup)
+        if on_case:
+            on_case()
     return tally

@@ -17,6 +17,7 @@ class Tally:
     duplicated: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     cases: list[dict[str, Any]] = field(default_factory=list)
+    skipped: str | None = None  # why the class could not run here (e.g. no root for tmpfs)
 
     def add(self, case: str, problems: list[str], lost: int = 0, duplicated: int = 0,
             **facts: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -61,6 +62,18 @@ def run_cmd(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 
     return Proc(done.returncode, done.stdout, done.stderr, time.perf_counter() - start)
 
 
+# An MLflow SQLite store with its tables already made: creating them costs each first process
+# of a case several seconds, so the harness makes one and copies it (see Sandbox.ensure_store).
+EMPTY_STORE: list[Path] = []
+
+
+def make_empty_store(path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    EMPTY_STORE[:] = [path]
+
+
 @dataclass
 class Sandbox:
     """One case's folder: ``raw/`` (shared data), ``models/``, ``packed/``, ``reports/``,
@@ -82,7 +95,14 @@ class Sandbox:
     def out_dir(self) -> Path:
         return self.root / "models" / self.run_name
 
+    def ensure_store(self) -> None:
+        db = self.root / "mlflow.db"
+        if EMPTY_STORE and not db.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.copy(EMPTY_STORE[0], db)
+
     def _tracking(self, artifacts: Path | None = None) -> list[str]:
+        self.ensure_store()
         return [f"tracking.uri={self.uri}",
                 f"tracking.artifact_root={artifacts or self.root / 'artifacts'}"]
 
