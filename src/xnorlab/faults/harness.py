@@ -206,7 +206,7 @@ def disk_cases(ref: kills.Reference, cfg: dict[str, Any]) -> list[tuple[str, str
     def reports(mount: Path) -> dict:
         case = Sandbox(mount.parent / f"{mount.name}-case", sb.raw, sb.train_args)
         case.root.mkdir(parents=True, exist_ok=True)
-        shutil.copy(sb.root / "mlflow.db", case.root / "mlflow.db")
+        shutil.copy(sb.root / kills.TRAINED_STORE, case.root / "mlflow.db")
 
         def populate(m: Path) -> None:
             shutil.copytree(sb.root / "reports", m, dirs_exist_ok=True)

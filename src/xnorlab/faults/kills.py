@@ -22,6 +22,8 @@ from xnorlab.faults.inject import COUNT_ENV, KILL_ENV
 from xnorlab.faults.outcome import Tally
 from xnorlab.faults.workspace import Proc, Sandbox, case_env, run_cmd
 
+TRAINED_STORE = "mlflow-trained.db"  # the reference store before its report ran
+
 # Values that depend on wall time or memory, not on the seed: not compared.
 TIMED = ("seconds", "peak_rss", "epoch_seconds")
 
@@ -78,6 +80,8 @@ def make_reference(sb: Sandbox) -> Reference:
         count_file = sb.root / f"counts-{stage}.json"
         _checked(run_cmd(cmd(), env=case_env(**{COUNT_ENV: count_file})), stage)
         counts[stage] = json.loads(count_file.read_text())
+        if stage == "train":  # what report cases start from: no report run logged yet
+            shutil.copy(sb.root / "mlflow.db", sb.root / TRAINED_STORE)
     (run,) = train_runs(sb.uri)
     keys = sorted(run.data.metrics)
     rows, values = metric_rows(sb.uri, run.info.run_id, keys)
@@ -152,7 +156,7 @@ def kill_output_stage(ref: Reference, root: Path, stage: str, point: str, n: int
     sb = Sandbox(root, ref.sandbox.raw, ref.sandbox.train_args)
     root.mkdir(parents=True, exist_ok=True)
     if stage == "report":  # the report reads the reference's finished training run
-        shutil.copy(ref.sandbox.root / "mlflow.db", root / "mlflow.db")
+        shutil.copy(ref.sandbox.root / TRAINED_STORE, root / "mlflow.db")
         cmd, folder, ref_folder = sb.report_cmd, root / "reports", ref.sandbox.root / "reports"
     else:  # the export reads the reference's checkpoint in place, so paths in it match
         sb_ref = ref.sandbox
