@@ -14,8 +14,8 @@ def test_torn_checkpoint_gets_a_clear_error(tmp_path):
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"PK\x03\x04 torn")
     proc = subprocess.run(
-        [sys.executable, "pipelines/export.py", "run=r", f"models_dir={tmp_path / 'models'}",
-         f"out_dir={tmp_path / 'packed'}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        [sys.executable, "pipelines/export.py", "run=r", f"paths.models_dir={tmp_path / 'models'}",
+         f"paths.packed_dir={tmp_path / 'packed'}", f"hydra.run.dir={tmp_path / 'hydra'}"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode == 1

@@ -120,7 +120,8 @@ class Sandbox:
     def export_cmd(self, *extra: str, inject: bool = True, out_dir: Path | None = None
                    ) -> list[str]:
         return [*self._script("pipelines/export.py", inject), f"run={self.run_name}",
-                f"models_dir={self.root / 'models'}", f"out_dir={out_dir or self.root / 'packed'}",
+                f"paths.models_dir={self.root / 'models'}",
+                f"paths.packed_dir={out_dir or self.root / 'packed'}",
                 f"hydra.run.dir={self.root / 'hydra'}", *extra]
 
     def report_cmd(self, *extra: str, inject: bool = True, out_dir: Path | None = None
