@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from xnorlab.bench.exactness import compare
 from xnorlab.data.datamodule import ImageDataModule
-from xnorlab.io import write_json
+from xnorlab.io import exit_on_full_disk, write_json
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import ExportError, export_to_file
 from xnorlab.schema import ConfigError, ExportConfig, checked
@@ -32,11 +32,26 @@ def main(cfg: DictConfig) -> None:
         c = checked(cfg, ExportConfig, "export")
     except ConfigError as err:
         sys.exit(f"error: {err}")
-    run, paths, check = c["run"], c["paths"], c["check"]
-    ckpt = Path(paths["models_dir"]) / run / "checkpoints" / "best.ckpt"
+    with exit_on_full_disk():
+        export(c)
+
+
+def load_checkpoint(ckpt: Path, run: str) -> Classifier:
+    """The trained module; a torn, foreign or missing checkpoint exits with one error line."""
     if not ckpt.exists():
         sys.exit(f"error: {ckpt} not found; train the run first (dvc repro train@{run})")
-    module = Classifier.load_from_checkpoint(ckpt, map_location="cpu")
+    try:
+        return Classifier.load_from_checkpoint(ckpt, map_location="cpu")
+    except Exception as err:  # torch.load and Lightning raise many types for a bad file
+        why = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        sys.exit(f"error: {ckpt} is not a readable checkpoint ({type(err).__name__}: {why}); "
+                 "retrain the run")
+
+
+def export(c: dict) -> None:
+    run, paths, check = c["run"], c["paths"], c["check"]
+    ckpt = Path(paths["models_dir"]) / run / "checkpoints" / "best.ckpt"
+    module = load_checkpoint(ckpt, run)
     run_cfg = module.cfg
     shape = tuple(run_cfg["dataset"]["shape"])
     out = Path(paths["packed_dir"])

@@ -13,6 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from xnorlab.io import exit_on_full_disk
 from xnorlab.report.build import make_report
 from xnorlab.report.config import check_report_config
 from xnorlab.report.readme import MarkersError
@@ -28,7 +29,8 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as err:
         sys.exit(f"error: {err}")
     try:
-        result = make_report(checked)
+        with exit_on_full_disk():
+            result = make_report(checked)
     except MarkersError as err:
         sys.exit(f"error: {checked['report']['readme']}: {err}")
     missing = [r.slot.key for r in result.records if not r.finished]

@@ -15,9 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from xnorlab.io import exit_on_full_disk
 from xnorlab.schema import ConfigError
 from xnorlab.train.config import check_train_config
-from xnorlab.train.run import run
+from xnorlab.train.run import DataError, run
 
 log = logging.getLogger("xnorlab.train")
 
@@ -30,7 +31,11 @@ def main(cfg: DictConfig) -> float:
         sys.exit(f"error: {err}")
     hc = HydraConfig.get()
     sweep_dir = Path(hc.sweep.dir).resolve() if hc.mode == RunMode.MULTIRUN else None
-    metrics = run(checked, sweep_dir=sweep_dir)
+    try:
+        with exit_on_full_disk():
+            metrics = run(checked, sweep_dir=sweep_dir)
+    except DataError as err:
+        sys.exit(f"error: {err}")
     return metrics["test_acc"]  # lets an Optuna sweeper maximise it
 
 

@@ -24,15 +24,33 @@ def load_images(paths: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
             raise ValueError(f"{paths[0]}: IDX images must be uint8, got {images.dtype}")
         if images.ndim == 3:  # (N, H, W): add the channel axis
             images = images[:, None]
+        if images.shape[1:] != tuple(shape):
+            raise ValueError(f"{paths[0]}: IDX images of shape {images.shape[1:]}, the model "
+                             f"takes {tuple(shape)} (channels, height, width)")
         return images
     return np.stack([_read_png(p, shape) for p in paths])
 
 
+# PIL modes holding 8-bit samples (or fewer); converting these to L or RGB loses nothing the
+# model can see. 16-bit and float modes ("I;16", "I", "F") would be clipped to 255 by convert().
+EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"}
+
+
 def _read_png(path: str, shape: tuple[int, ...]) -> np.ndarray:
+    channels, height, width = shape
+    try:
+        return _png_pixels(path, channels, height, width)
+    except (OSError, SyntaxError) as err:  # PIL's errors do not always name the file
+        raise ValueError(f"{path}: not a readable image ({err})") from err
+
+
+def _png_pixels(path: str, channels: int, height: int, width: int) -> np.ndarray:
     from PIL import Image
 
-    channels, height, width = shape
     with Image.open(path) as img:
+        if img.mode not in EIGHT_BIT_MODES:
+            raise ValueError(f"{path}: image mode {img.mode} has more than 8 bits per sample; "
+                             "the model takes 8-bit pixels (convert the image to 8 bits first)")
         img = img.convert("L" if channels == 1 else "RGB")
         if img.size != (width, height):
             raise ValueError(f"{path}: image is {img.size[0]}x{img.size[1]}, the model takes "
@@ -49,6 +67,10 @@ def predict(args: argparse.Namespace) -> int:
     try:
         engine = PackedEngine.load(args.model, backend=args.backend)
         images = load_images(args.inputs, engine.input_shape)
+        # read before printing anything, so a bad labels file leaves no half answer behind
+        labels = read_idx(args.labels).astype(np.int64) if args.labels else None
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{args.labels}: {len(labels)} labels for {len(images)} images")
         pred = engine.predict(images)
     except (PackedFormatError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -61,11 +83,7 @@ def predict(args: argparse.Namespace) -> int:
     elif not args.quiet:
         for i, (p, name) in enumerate(zip(pred, names, strict=True)):
             print(f"{i}\t{p}\t{name}")
-    if args.labels:
-        labels = read_idx(args.labels).astype(np.int64)
-        if len(labels) != len(pred):
-            print(f"error: {len(labels)} labels for {len(pred)} images", file=sys.stderr)
-            return 1
+    if labels is not None:
         print(f"accuracy {np.mean(labels == pred):.4f} on {len(pred)} images", file=sys.stderr)
     return 0
 

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "CpuInfo",
     "atomic_writer",
     "cpu_info",
+    "exit_on_full_disk",
     "figure_png",
     "json_bytes",
     "write_atomic",
@@ -67,6 +69,18 @@ def atomic_writer(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exit_on_full_disk() -> Iterator[None]:
+    """For entry points: a full disk ends the process with one ``error:`` line (the message of
+    :func:`atomic_writer` names the path) and exit 1, not a traceback. Other errors pass."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        sys.exit(f"error: {err.strerror or err}")
 
 
 def write_atomic(

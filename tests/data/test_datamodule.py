@@ -54,3 +54,38 @@ def test_limits_and_normalization(tmp_path):
     dm.setup()
     assert len(dm.splits["train"][1]) == 4 and len(dm.splits["test"][1]) == 3
     assert dm.splits["train"][0].min() < 0  # (x - 0.5) / 0.5 reaches below zero
+
+
+def test_train_loader_state_restores_the_next_epoch_order():
+    # Regression (fault harness): a resumed run restarted the shuffle from the seed, so after a
+    # kill it trained on other epoch orders than an unkilled run and its metrics differed.
+    from xnorlab.data.datamodule import BatchLoader
+
+    x, y = torch.arange(20.0)[:, None], torch.arange(20)
+    first = BatchLoader(x, y, batch_size=5, shuffle=True, seed=3)
+    list(first)  # epoch 1
+    state = first.state_dict()
+    epoch2 = [b[1].tolist() for b in first]
+    resumed = BatchLoader(x, y, batch_size=5, shuffle=True, seed=3)
+    resumed.load_state_dict(state)
+    assert [b[1].tolist() for b in resumed] == epoch2
+    fresh = BatchLoader(x, y, batch_size=5, shuffle=True, seed=3)
+    assert [b[1].tolist() for b in fresh] != epoch2
+
+
+def test_data_module_state_carries_the_shuffle_across_a_resume(tmp_path):
+    # Lightning restores a data module's state on every resume (a loader's only mid-epoch).
+    from xnorlab.data.arrays import ImageArrays
+
+    rng = np.random.default_rng(0)
+    arrays = ImageArrays(rng.integers(0, 256, (40, 1, 4, 4), dtype=np.uint8), np.arange(40),
+                         rng.integers(0, 256, (5, 1, 4, 4), dtype=np.uint8), np.arange(5))
+    dm = ImageDataModule({"name": "t"}, tmp_path, batch_size=10, val_size=10, arrays=arrays)
+    dm.setup()
+    list(dm.train_dataloader())
+    state = dm.state_dict()
+    epoch2 = [b[1].tolist() for b in dm.train_dataloader()]
+    resumed = ImageDataModule({"name": "t"}, tmp_path, batch_size=10, val_size=10, arrays=arrays)
+    resumed.setup()
+    resumed.load_state_dict(state)
+    assert [b[1].tolist() for b in resumed.train_dataloader()] == epoch2

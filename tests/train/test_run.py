@@ -162,3 +162,20 @@ def test_rerunning_a_finished_run_retrains_and_keeps_the_old_one(tmp_path, tiny_
     assert len(runs_of(mlflow_uri)) == 2  # a second MLflow run, not a resumed no-op
     (aside,) = (tmp_path / "models" / ".replaced").iterdir()
     assert (aside / "metrics.json").exists() and (out / "metrics.json").exists()
+
+
+def test_bad_data_is_one_named_error_not_a_traceback(tmp_path, tiny_raw, mlflow_uri):
+    # Regression (fault harness): a config whose val_size exceeds the data, or a torn IDX file,
+    # ended the train stage in a traceback from the data module.
+    from xnorlab.train.run import DataError
+
+    cfg = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, "data.val_size=100000", f"out_dir={tmp_path / 'o'}")))
+    with pytest.raises(DataError, match="val_size=100000"):
+        run(cfg)
+    images = tiny_raw / "mnist" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])
+    cfg = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, f"out_dir={tmp_path / 'o'}")))
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
+        run(cfg)

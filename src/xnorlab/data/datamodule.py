@@ -37,6 +37,12 @@ class BatchLoader:
             idx = order[start : start + self.batch_size]
             yield self.x[idx], self.y[idx]
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
 
 def split_train_val(
     n: int, val_size: int, how: str, seed: int
@@ -79,6 +85,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_limit, self.eval_limit = train_limit, eval_limit
         self._arrays = arrays
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_loader: BatchLoader | None = None
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(x).float().div_(255.0)
@@ -109,7 +116,19 @@ class ImageDataModule(pl.LightningDataModule):
         return BatchLoader(x, y, batch_size, shuffle, self.seed)
 
     def train_dataloader(self) -> BatchLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        if self._train_loader is None:  # one loader, so its shuffle state lives across epochs
+            self._train_loader = self._loader("train", self.batch_size, shuffle=True)
+        return self._train_loader
+
+    # Lightning stores a data module's state_dict in every checkpoint and restores it on resume
+    # (its per-loader state is restored only mid-epoch): a resumed run then draws the same epoch
+    # orders as a run that was never stopped.
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_loader": self.train_dataloader().state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "train_loader" in state:  # absent in checkpoints written before it was saved
+            self.train_dataloader().load_state_dict(state["train_loader"])
 
     def val_dataloader(self) -> BatchLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

@@ -23,6 +23,15 @@ class EpochHistory(pl.Callback):
             json.loads(path.read_text()) if path.exists() else []
         )
         self._start = 0.0
+        self._logged: set[tuple[str, int]] = set()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A resumed run reruns any epoch whose checkpoint a kill prevented, and an earlier
+        # attempt may already have logged it: MLflow keeps every row, so log each step once.
+        if self.client is not None:
+            for key in self.client.get_run(self.run_id).data.metrics:
+                for m in self.client.get_metric_history(self.run_id, key):
+                    self._logged.add((key, m.step))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -40,5 +49,5 @@ class EpochHistory(pl.Callback):
         write_json(self.path, self.history)
         if self.client is not None:
             for key, value in row.items():
-                if key != "epoch":
+                if key != "epoch" and (key, epoch) not in self._logged:
                     self.client.log_metric(self.run_id, key, value, step=epoch)

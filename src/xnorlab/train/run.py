@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import resource
@@ -22,9 +23,10 @@ from mlflow.tracking import MlflowClient
 from xnorlab import tracking
 from xnorlab.data.datamodule import ImageDataModule
 from xnorlab.data.download import FileSpec
-from xnorlab.io import write_atomic, write_json
+from xnorlab.io import TMP_SUFFIX, write_atomic, write_json
 from xnorlab.models.build import build_model
 from xnorlab.train.callbacks import EpochHistory
+from xnorlab.train.checkpoint_io import AtomicCheckpointIO
 from xnorlab.train.measure import (
     PeakRSS,
     confusion_matrix,
@@ -36,6 +38,10 @@ from xnorlab.train.module import Classifier
 from xnorlab.train.plots import plot_confusion, plot_curves, plot_image_grid
 
 log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """The run's data cannot be loaded or split as configured (the message says which)."""
 
 
 @dataclass
@@ -64,14 +70,19 @@ def prepare_out_dir(out: Path, cfg: dict[str, Any], resume: bool) -> Path | None
     saved = out / "config.yaml"
     last = out / "checkpoints" / "last.ckpt"
     if saved.exists():
-        other_config = yaml.safe_load(saved.read_text()) != cfg
+        other_config = _saved_config(saved) != cfg
         if other_config or (out / "metrics.json").exists():
             aside = out.parent / ".replaced" / f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             aside.parent.mkdir(parents=True, exist_ok=True)
             why = "a run of another config" if other_config else "a finished run"
             log.warning("%s holds %s; moving it to %s", out, why, aside)
             shutil.move(str(out), aside)
+            out.mkdir(parents=True)
+            if (aside / "mlflow_run_id").exists():  # so start_tracking marks it KILLED if it
+                shutil.copy(aside / "mlflow_run_id", out)  # was killed while still logging
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.rglob(f".*{TMP_SUFFIX}"):  # left by a writer killed before its rename
+        stale.unlink()
     write_atomic(saved, yaml.safe_dump(cfg, sort_keys=False))
     if resume and last.exists():
         if _loadable(last):
@@ -84,6 +95,17 @@ def prepare_out_dir(out: Path, cfg: dict[str, Any], resume: bool) -> Path | None
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         (out / "history.json").unlink(missing_ok=True)
     return None
+
+
+def _saved_config(saved: Path) -> Any:
+    """The config a folder's run was started with; None if the file is unreadable (torn,
+    foreign), which counts as another config: the folder is moved aside, not trusted."""
+    try:
+        return yaml.safe_load(saved.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        log.warning("%s is unreadable (%s); treating its folder as another config's", saved,
+                    str(err).splitlines()[0])
+        return None
 
 
 def _loadable(checkpoint: Path) -> bool:
@@ -188,7 +210,7 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
         max_epochs=tcfg["max_epochs"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
         deterministic=tcfg["deterministic"], enable_progress_bar=tcfg["progress_bar"],
         log_every_n_steps=tcfg["log_every_n_steps"], logger=False, num_sanity_val_steps=0,
-        callbacks=callbacks, default_root_dir=str(ctx.out),
+        callbacks=callbacks, default_root_dir=str(ctx.out), plugins=[AtomicCheckpointIO()],
     )
     if ctx.resume_from:
         log.info("resuming from %s", ctx.resume_from)
@@ -269,6 +291,19 @@ def fit_kmeans(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
     }
 
 
+def log_artifact(client: MlflowClient, run_id: str, path: Path, sub: str | None = None) -> None:
+    """``client.log_artifact``; on a full disk the error names the artifact store (MLflow's
+    copy raises a bare ENOSPC)."""
+    try:
+        client.log_artifact(run_id, str(path), sub)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        where = client.get_run(run_id).info.artifact_uri
+        raise OSError(errno.ENOSPC, f"no space left on device while copying {path.name} to "
+                      f"the MLflow artifact store {where}") from err
+
+
 def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
     """Train (or fit) the configured model; return and record its metrics.
 
@@ -287,7 +322,10 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
         eval_batch_size=d["eval_batch_size"], val_size=d["val_size"], val_split=d["val_split"],
         seed=cfg["seed"], train_limit=d["train_limit"], eval_limit=d["eval_limit"],
     )
-    dm.setup()
+    try:
+        dm.setup()
+    except (ValueError, OSError) as err:  # bad or missing data files, impossible sizes
+        raise DataError(f"{cfg['dataset']['name']} data in {dm.data_dir}: {err}") from err
     client, run_id = start_tracking(cfg, out, sweep_dir)
     ctx = RunContext(cfg, out, client, run_id, resume_from)
     try:
@@ -311,9 +349,9 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
         client.log_metric(run_id, key, value)
     for path in [out / "config.yaml", out / "metrics.json", *ctx.artifacts]:
         sub = "checkpoints" if path.suffix == ".ckpt" else None
-        client.log_artifact(run_id, str(path), sub)
+        log_artifact(client, run_id, path, sub)
     if (out / "history.json").exists():
-        client.log_artifact(run_id, str(out / "history.json"))
+        log_artifact(client, run_id, out / "history.json")
     client.set_terminated(run_id)
     log.info("%s: test accuracy %.2f%% (run %s)", cfg["run_name"], 100 * metrics["test_acc"],
              run_id)

@@ -1,0 +1,1 @@
+"""Fault injection: kills, full disks, corrupt files, concurrent runs (see pipelines/faults.py)."""
