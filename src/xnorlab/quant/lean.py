@@ -227,7 +227,7 @@ class LeanSignSTE(torch.autograd.Function):
         (bits,) = ctx.saved_tensors
         mask = unpack_bits(bits, ctx.numel).reshape(ctx.shape)
         # The same product as binarizers._ste_mask, on the same 0/1 values: bit-identical.
-        return grad_out * mask.to(grad_out.dtype), None
+        return grad_out * mask.view(torch.bool), None
 
 
 def lean_sign(x: torch.Tensor, binarize: Callable) -> torch.Tensor | None:
