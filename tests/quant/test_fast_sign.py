@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from xnorlab.quant.binarizers import _ste_mask, sign
@@ -31,3 +32,29 @@ def test_ste_mask_matches_float_mask_bitwise_including_signed_zeros():
     new = _ste_mask(x, g)
     assert torch.equal(new, old) and torch.equal(torch.signbit(new), torch.signbit(old))
     assert (new == 0).any() and (torch.signbit(new) & (new == 0)).any()  # -0.0 kept
+
+
+def test_weight_sign_passes_the_same_gradient_inside_and_outside_the_clip_range():
+    from xnorlab.quant.binarizers import binarize_det
+
+    for scale in (0.5, 3.0):  # inside [-1, 1]: mask skipped; outside: the standard mask
+        w = (torch.randn(64, 32) * scale).requires_grad_()
+        g = torch.randn(64, 32)
+        binarize_det(w).backward(g)
+        assert torch.equal(w.grad, g * (w.detach().abs() <= 1).to(g.dtype))
+        assert torch.equal(torch.signbit(w.grad), torch.signbit(g * (w.detach().abs() <= 1)))
+
+
+@pytest.mark.parametrize("quant", ["bc_det", "bnn", "xnor", "bnn_stoch"])
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_training_with_fast_ops_matches_the_old_ops_bitwise(model, quant):
+    # "Before" = the formulas this project used until the fast ones (bench.legacy_ops).
+    from tests.quant.test_lean import MODELS, train_steps
+
+    from xnorlab.bench.train_bench import legacy_ops
+
+    _, after, _ = train_steps(MODELS[model], quant, lean_on=True)
+    with legacy_ops():
+        _, before, _ = train_steps(MODELS[model], quant, lean_on=False)
+    for a, b in zip(after, before, strict=True):
+        assert torch.equal(a, b)

@@ -89,19 +89,38 @@ def _legacy_ste_mask(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return grad * (x.abs() <= 1).to(grad.dtype)
 
 
+class _LegacyWeightSign(torch.autograd.Function):
+    """The weight sign as it was: save W, build and apply the mask in backward."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, sign: Callable, ste_mask: Callable):  # type: ignore[override]
+        ctx.save_for_backward(w)
+        ctx.ste_mask = ste_mask
+        return sign(w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (w,) = ctx.saved_tensors
+        return ctx.ste_mask(w, grad), None, None
+
+
 @contextlib.contextmanager
 def legacy_ops(enabled: bool = True) -> Iterator[None]:
-    """Run the block with the sign and STE mask formulas used before the fast ones (same
-    values, slower), so "before" and "after" are timed side by side in one process."""
+    """Run the block with the sign, STE mask and weight-sign code used before the fast ones
+    (same values, slower), so "before" and "after" are timed side by side in one process."""
     if not enabled:
         yield
         return
-    saved = binarizers.sign, binarizers._ste_mask
-    binarizers.sign, binarizers._ste_mask = _legacy_sign, _legacy_ste_mask
+    names = ("sign", "_ste_mask", "WeightSignSTE")
+    saved = [getattr(binarizers, n) for n in names]
+    for n, legacy in zip(names, (_legacy_sign, _legacy_ste_mask, _LegacyWeightSign),
+                         strict=True):
+        setattr(binarizers, n, legacy)
     try:
         yield
     finally:
-        binarizers.sign, binarizers._ste_mask = saved
+        for n, value in zip(names, saved, strict=True):
+            setattr(binarizers, n, value)
 
 
 def random_batches(cfg: dict[str, Any], steps: int, seed: int = 0) -> BatchLoader:
