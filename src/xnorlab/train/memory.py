@@ -88,6 +88,9 @@ class _SavedCounter:
     def __init__(self, model: nn.Module) -> None:
         self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         self.seen: set[int] = set()
+        # Holding what was seen keeps its address from being reused by a later tensor, which
+        # would then be taken for a duplicate (lean frees the float originals once packed).
+        self.keep: list[torch.Tensor] = []
         self.bytes = 0
         self.count = 0
 
@@ -100,6 +103,7 @@ class _SavedCounter:
         if key in self.params or key in self.seen:
             return
         self.seen.add(key)
+        self.keep.append(t)
         self.count += 1
         self.bytes += t.untyped_storage().nbytes() if nbytes is None else nbytes
 
