@@ -14,7 +14,7 @@ from xnorlab.quant.config import quant_preset
 from xnorlab.quant.layers import clip_latent_weights
 from xnorlab.train.memory import saved_tensor_bytes, step_memory
 
-BINARIZED = ["bc_det", "bc_stoch", "bnn", "bnn_stoch", "xnor"]
+BINARIZED = ["bc_det", "bc_stoch", "bnn", "bnn_approx", "bnn_stoch", "xnor"]
 MODELS = {
     "logreg": {"name": "logreg"},
     "mlp": {"name": "mlp", "hidden": 96, "depth": 2},
