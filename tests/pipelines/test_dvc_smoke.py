@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,11 @@ def make_project(dest: Path, url: str, digests: dict[str, str]) -> None:
                  paper_mlp={"enabled": False, "hidden": 8, "depth": 1},
                  peak={"seconds": 0.02, "repeats": 1}, gemm={"m": 8, "n": 64, "k": 128})
     bench_file.write_text(yaml.safe_dump(bench))
+    train_bench_file = dest / "conf/train_bench.yaml"
+    text = train_bench_file.read_text()
+    for key, value in (("steps", 1), ("warmup", 0), ("repeats", 1), ("memory_batches", [8])):
+        text = re.sub(rf"(?m)^  {key}: .*$", f"  {key}: {value}", text)
+    train_bench_file.write_text(text)
 
 
 def dvc(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -96,13 +102,15 @@ def test_dvc_repro_downloads_and_trains(tmp_path, served_tiny_mnist):
     first = dvc(project, "repro", env=env)
     assert first.returncode == 0, first.stdout[-1500:] + first.stderr[-3000:]
     for stage in ("download@mnist", "train@mnist-mlp-float", "distill@mnist-mlp-bnn-distill",
-                  "export@mnist-mlp-bnn-distill", "benchmark"):
+                  "export@mnist-mlp-bnn-distill", "benchmark", "train_bench"):
         assert f"Running stage '{stage}'" in first.stdout
     packed = json.loads((project / "packed/mnist-mlp-bnn-distill.json").read_text())
     assert packed["exactness"]["exact"] and packed["exactness"]["n_images"] == 100
     bench = json.loads((project / "reports/benchmark.json").read_text())
     engines = {r["engine"] for r in bench["models"]["mnist-mlp-bnn-distill"]["results"]}
     assert engines == {"torch_float32", "packed_fast", "packed_numpy"}
+    rows = json.loads((project / "reports/train_bench.json").read_text())["rows"]
+    assert rows["mnist-mlp-float"]["lightning_over_gemm"] > 0
     for run in ("mnist-mlp-float", "mnist-mlp-bnn-distill"):
         metrics = json.loads((project / f"metrics/{run}.json").read_text())
         assert 0.0 <= metrics["test_acc"] <= 1.0

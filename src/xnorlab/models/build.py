@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from ..quant import lean
 from ..quant.config import QuantConfig, to_quant_config
 from .cnn import build_cnn
 from .config import KMeansConfig, ModelConfig, to_model_config
@@ -66,4 +67,7 @@ def build_model(
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
     builder = MODEL_BUILDERS[mcfg.name]
-    return builder(mcfg, qcfg, tuple(input_shape), num_classes, mean, std)
+    model = builder(mcfg, qcfg, tuple(input_shape), num_classes, mean, std)
+    if qcfg.lean_backward and not qcfg.is_float:
+        lean.install(model)  # quant.lean_backward: bit-packed saved tensors, same gradients
+    return model

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import torch
 
+from . import lean
+from .fused import WeightSignSTE
+
 __all__ = [
     "ApproxSignSTE",
     "SignSTE",
@@ -29,8 +32,9 @@ __all__ = [
 
 def sign(x: torch.Tensor) -> torch.Tensor:
     """Return +1 where ``x >= 0`` and -1 elsewhere, in ``x``'s dtype (no gradient rule)."""
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(x >= 0, one, -one)
+    # The same values as torch.where(x >= 0, 1, -1), 10x faster on CPU (that where was a fifth
+    # of a BNN step): ``x + 0.0`` turns -0.0 into +0.0, so sign(-0) = +1 as well.
+    return torch.copysign(torch.ones((), dtype=x.dtype, device=x.device), x + 0.0)
 
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +44,8 @@ def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
 
 def _ste_mask(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     # Clipped STE: d sign(x)/dx ~ 1_{|x| <= 1} (the derivative of hardtanh).
-    return grad * (x.abs() <= 1).to(grad.dtype)
+    # Multiplying by the bool mask gives the same bits as by its float copy, without the copy.
+    return grad * (x.abs() <= 1)
 
 
 class SignSTE(torch.autograd.Function):
@@ -57,6 +62,13 @@ class SignSTE(torch.autograd.Function):
         return _ste_mask(x, grad_out)
 
 
+def _sample_sign(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    # u is in [0, 1): p = 1 always gives +1 and p = 0 always gives -1.
+    return torch.where(u < hard_sigmoid(x), one, -one)
+
+
 class StochasticSignSTE(torch.autograd.Function):
     """Stochastic sign: +1 with probability ``hard_sigmoid(x)``; clipped straight-through grad."""
 
@@ -65,10 +77,7 @@ class StochasticSignSTE(torch.autograd.Function):
         ctx, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         ctx.save_for_backward(x)
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        one = torch.ones((), dtype=x.dtype, device=x.device)
-        # u is in [0, 1): p = 1 always gives +1 and p = 0 always gives -1.
-        return torch.where(u < hard_sigmoid(x), one, -one)
+        return _sample_sign(x, generator)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
@@ -97,11 +106,19 @@ def binarize_approx(x: torch.Tensor) -> torch.Tensor:
 
 def binarize_det(x: torch.Tensor) -> torch.Tensor:
     """Deterministic binarization ``sign(x)`` (sign(0)=+1) with the clipped STE backward."""
+    if x.requires_grad and x.grad_fn is None:  # a latent weight: see quant.fused
+        return lean.mark_pm1(WeightSignSTE.apply(x, sign, _ste_mask))
+    if lean.active():  # quant.lean_backward: the STE mask saved as bits (same gradients)
+        out = lean.lean_sign(x, sign)
+        return out if out is not None else lean.mark_pm1(SignSTE.apply(x))
     return SignSTE.apply(x)
 
 
 def binarize_stoch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Stochastic binarization (+1 with prob. ``hard_sigmoid(x)``) with the clipped STE."""
+    if lean.active():  # same draws as StochasticSignSTE.forward, mask saved as bits
+        out = lean.lean_sign(x, lambda v: _sample_sign(v, generator))
+        return out if out is not None else lean.mark_pm1(StochasticSignSTE.apply(x, generator))
     return StochasticSignSTE.apply(x, generator)
 
 

@@ -35,6 +35,9 @@ class QuantConfig:
         clip_latent: clamp latent weights to [-1, 1] after each optimizer step.
         stochastic_eval: keep stochastic quantizers stochastic at evaluation.
         activation_scale: XNOR-Net activation scale beta (only with an activation quantizer).
+        lean_backward: store what binary layers save for backward bit-packed (+-1 inputs, STE
+            masks) or as small integers (+-1 x +-1 products); gradients are bit-identical
+            (see :mod:`xnorlab.quant.lean`). No effect on float models.
     """
 
     name: str = "float"
@@ -44,6 +47,7 @@ class QuantConfig:
     clip_latent: bool = False
     stochastic_eval: bool = False
     activation_scale: bool = False
+    lean_backward: bool = True
 
     @property
     def is_float(self) -> bool:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import lean
 from .registry import Quantizer, get_quantizer
 
 __all__ = [
@@ -84,6 +85,18 @@ class _BinaryMixin:
     def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.input_quantizer is None else self.input_quantizer(x)
 
+    def _mark_integer(
+        self, x: torch.Tensor, out: torch.Tensor, fan_in: int, with_bias: bool
+    ) -> torch.Tensor:
+        """Mark for quant.lean a +-1 kernel's product with a +-1 or integer input ``x``: an
+        integer of size <= fan_in * max|x|."""
+        if not lean.active() or not self.binary_kernel or with_bias:
+            return out
+        bound = 1 if self.binary_input else lean.int_bound(x)
+        if bound is not None:
+            lean.mark_int(out, -fan_in * bound, fan_in * bound)
+        return out
+
     def _kernel(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(kernel used by the linear op, per-output-channel scale applied after it or None)."""
         if self.kernel_quantizer is None:
@@ -134,8 +147,9 @@ class BinaryLinear(_BinaryMixin, nn.Linear):
         w, scale = self._kernel()
         xq = self._quantize_input(x)
         if scale is None and not self.activation_scale:
-            return F.linear(xq, w, self.bias)
-        out = F.linear(xq, w)
+            out = F.linear(xq, w, self.bias)
+            return self._mark_integer(x, out, self.in_features, self.bias is not None)
+        out = self._mark_integer(x, F.linear(xq, w), self.in_features, False)
         if scale is not None:
             out = out * scale.reshape(-1)
         if self.activation_scale:
@@ -205,13 +219,18 @@ class BinaryConv2d(_BinaryMixin, nn.Conv2d):
         bias = None if post else self.bias
         if self.input_quantizer is None:
             out = self._conv_forward(x, w, bias)  # real input: ordinary (zero) padding
+            fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+            out = self._mark_integer(x, out, fan_in, bias is not None)
         else:
             xq = self.input_quantizer(x)
             pad = self.pad_amounts
             if any(pad):
                 # Zero is not a +-1 value: pad the binarized input with +1 (bit 1) instead.
-                xq = F.pad(xq, pad, value=self.pad_value)
+                xq = lean.mark_pm1(F.pad(xq, pad, value=self.pad_value)) if lean.active() else (
+                    F.pad(xq, pad, value=self.pad_value))
             out = F.conv2d(xq, w, bias, self.stride, 0, self.dilation, self.groups)
+            fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+            out = self._mark_integer(x, out, fan_in, bias is not None)
         if not post:
             return out
         if scale is not None:
@@ -232,7 +251,8 @@ class Quantize8bit(nn.Module):
     scale: float = 255.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.round(x * self.scale)
+        # Marked for quant.lean: saved as uint8 when in 0..255 (checked when packed).
+        return lean.mark_int(torch.round(x * self.scale), 0, 255)
 
 
 class Normalize(nn.Module):

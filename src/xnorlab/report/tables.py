@@ -268,7 +268,7 @@ def table2(records: list[Record], datasets: list[str], speed: SpeedCells) -> Tab
     columns = [Column("Architecture", "l"), Column("Dataset", "l"), Column("Method", "l"),
                Column("Run", "l", latex=False), Column("Params"), Column("Float32 size"),
                Column("1-bit size"), Column("Compression"), Column("s / epoch"),
-               Column("Peak RSS (MB)")]
+               Column("Peak RSS (MB)"), Column("Saved for backward")]
     if has_bench:
         columns.append(Column("Packed file"))
     columns += speed.columns(lambda b: "img/s float → packed (speedup)" if b is None
@@ -287,6 +287,9 @@ def table2(records: list[Record], datasets: list[str], speed: SpeedCells) -> Tab
             row += [Cell(), Cell()]
         row += [metric_cell(rec, "epoch_seconds_mean", fmt_fixed(2), notes),
                 metric_cell(rec, "peak_rss_mb", fmt_fixed(0), notes)]
+        # train/memory.py: bytes autograd keeps for one step (K-means has no backward).
+        row.append(metric_cell(rec, "train_mem_saved_bytes", fmt_bytes, notes)
+                   if s.model != "kmeans" else Cell())
         entry = speed.bench.entry(s.key) if has_bench and rec.finished else None
         if has_bench:
             if entry is not None and entry.get("packed_bytes") is not None:
@@ -300,7 +303,8 @@ def table2(records: list[Record], datasets: list[str], speed: SpeedCells) -> Tab
         rows.append(row)
         metrics = {m: rec.metric(m) for m in
                    ("params_total", "params_binary", "model_bytes_fp32", "model_bytes_1bit",
-                    "compression_ratio", "epoch_seconds_mean", "peak_rss_mb")}
+                    "compression_ratio", "epoch_seconds_mean", "peak_rss_mb",
+                    "train_mem_saved_bytes")}
         if not s.binarized:
             metrics.update(params_binary=None, model_bytes_1bit=None, compression_ratio=None)
         out_records.append({
@@ -311,7 +315,8 @@ def table2(records: list[Record], datasets: list[str], speed: SpeedCells) -> Tab
         })
     caption = ("Cost and savings per run: parameters, model size at 32 bits and with binary "
                "weights at 1 bit (float runs are stored at 32 bits, so those cells are blank), "
-               "mean training time per epoch, peak RSS while training.")
+               "mean training time per epoch, peak RSS while training, bytes saved for "
+               "backward by one training step at the run's batch size (train_mem_saved_bytes).")
     if speed.note():
         caption += " " + speed.note()
     return Table(

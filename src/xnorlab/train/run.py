@@ -34,6 +34,7 @@ from xnorlab.train.measure import (
     predict,
     size_report,
 )
+from xnorlab.train.memory import train_mem_metrics
 from xnorlab.train.module import Classifier
 from xnorlab.train.plots import plot_confusion, plot_curves, plot_image_grid
 
@@ -196,6 +197,10 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
     teacher = load_teacher(cfg["distill"]["teacher"], ctx.client) if cfg["distill"][
         "teacher"] else None
     module = Classifier(cfg, teacher=teacher)
+    # One extra step on a copy (RNG forked): the run trains exactly as without it.
+    train_x, train_y = dm.splits["train"]
+    mem = train_mem_metrics(module.model, train_x[: cfg["data"]["batch_size"]],
+                            train_y[: cfg["data"]["batch_size"]])
     ckpt = pl.callbacks.ModelCheckpoint(
         dirpath=ctx.out / "checkpoints", filename="best", monitor="val_acc", mode="max",
         save_last=True, enable_version_counter=False,
@@ -242,6 +247,7 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
         "infer_seconds_per_example": inference_seconds_per_example(best, test_x),
         "peak_rss_mb": float(peak_mb),
         **size_report(best),
+        **mem,
     }
 
 
