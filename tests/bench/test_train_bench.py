@@ -11,6 +11,8 @@ from xnorlab.bench.train_bench import bench_cases, gemm_shapes, legacy_ops, run_
 from xnorlab.models.build import build_model
 from xnorlab.quant import binarizers
 
+pytestmark = pytest.mark.slow  # trains models
+
 
 @pytest.fixture(scope="module")
 def base_cfg():

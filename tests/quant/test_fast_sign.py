@@ -7,6 +7,8 @@ import torch
 
 from xnorlab.quant.binarizers import _ste_mask, sign
 
+pytestmark = pytest.mark.slow  # trains models
+
 
 def special_values() -> torch.Tensor:
     tiny = torch.finfo(torch.float32).tiny

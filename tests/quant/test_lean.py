@@ -14,6 +14,8 @@ from xnorlab.quant.config import quant_preset
 from xnorlab.quant.layers import clip_latent_weights
 from xnorlab.train.memory import saved_tensor_bytes, step_memory
 
+pytestmark = pytest.mark.slow  # trains models
+
 BINARIZED = ["bc_det", "bc_stoch", "bnn", "bnn_approx", "bnn_stoch", "xnor"]
 MODELS = {
     "logreg": {"name": "logreg"},

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.train.test_run import compose_train, runs_of, smoke_overrides
 from xnorlab.train.config import check_train_config
 from xnorlab.train.module import Classifier
 from xnorlab.train.run import run
+
+pytestmark = pytest.mark.slow  # trains models
 
 
 def test_lean_run_matches_standard_run_bit_for_bit(tmp_path, tiny_raw, mlflow_uri):
