@@ -104,6 +104,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # compiles the kernels afresh in a subprocess
 def test_uint8_gemm_is_exact_for_an_avx2_host(tmp_path):
     """numba compiled for Haswell and torch's kernels dispatched at AVX2 (no VNNI)."""
     from tests.packed.test_kernels import AVX2_FEATURES
