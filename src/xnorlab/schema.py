@@ -251,3 +251,62 @@ def checked(cfg: Any, schema: type, where: str) -> dict[str, Any]:
     """``cfg`` validated against ``schema`` and resolved to plain containers (raises
     ConfigError naming the misspelt, missing or invalid key)."""
     return OmegaConf.to_container(validate(cfg, schema, where), resolve=True)  # type: ignore
+
+
+@dataclass
+class BenchmarkPaperMlp:
+    enabled: bool = True
+    hidden: int = 4096
+    depth: int = 3
+
+
+@dataclass
+class BenchmarkPeak:
+    seconds: float = 0.3
+    repeats: int = 5
+
+
+@dataclass
+class BenchmarkGemm:
+    m: int = 1024
+    n: int = 4096
+    k: int = 4096
+
+
+@dataclass
+class BenchmarkLayerTables:
+    batches: dict[str, list[int]] = field(default_factory=dict)  # model -> batch sizes
+    repeats: int = 3
+    min_seconds: float = 0.05
+
+
+@dataclass
+class BenchmarkTarget:
+    kind: str  # speedup | scaling | gemm_fraction | size_ratio (xnorlab.bench.targets)
+    model: str | None = None
+    threads: int = 1
+    batch: int = 1
+    min: float | None = None
+
+
+@dataclass
+class BenchmarkConfig:
+    """conf/benchmark.yaml (`suite` and `tracking` are their own groups)."""
+
+    suite: Any
+    tracking: Any
+    packed_dir: str = "packed"
+    models_dir: str = "models"
+    out: str = "reports/benchmark.json"
+    machine_file: str = "reports/machine.json"
+    machine_note: str = ""
+    batches: list[int] = field(default_factory=lambda: [1, 64, 1024])
+    threads: list[int] = field(default_factory=lambda: [1, 2])
+    repeats: int = 3
+    min_seconds: float = 0.2
+    reference: bool = True
+    paper_mlp: BenchmarkPaperMlp = field(default_factory=BenchmarkPaperMlp)
+    peak: BenchmarkPeak = field(default_factory=BenchmarkPeak)
+    gemm: BenchmarkGemm = field(default_factory=BenchmarkGemm)
+    layer_tables: BenchmarkLayerTables = field(default_factory=BenchmarkLayerTables)
+    targets: dict[str, BenchmarkTarget] = field(default_factory=dict)

@@ -40,7 +40,7 @@ def _thresholds(rng, n, bound):
 def _bits(y, t, flip, pool):
     n, ho, wo, co = y.shape
     bits = reference.threshold_pack(y.reshape(-1, co), t, flip).reshape(n, ho, wo, -1)
-    return reference.pool_bits(bits, pool)
+    return reference.or_pool(bits, pool, pool, (0, 0))
 
 
 @pytest.mark.parametrize("cin,cout,hw,k,s,p", CASES)
@@ -119,3 +119,25 @@ def test_conv_kernel_input_errors():
     utaps = reference.conv_taps(pack_signs(np.ones((2, 9))), 1, (3, 3), uint8_input=True)
     with pytest.raises(ValueError, match="channels"):
         kernels.uint8_conv2d(np.zeros((1, 2, 5, 5), np.uint8), utaps, (1, 1), (1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("cin", [14, 15])  # 255 * 9 * 14 = 32130 fits int16 lanes; 15 does not
+def test_uint8_conv_at_the_int16_limit(cin):
+    """All-255 pixels and all-equal weights reach |y| = 255 K, the largest pre-activation; the
+    int16 sweep (255 K < 2^15 - 1) and the int32 one give the same integers and bits."""
+    rng = np.random.default_rng(cin)
+    u = np.full((2, cin, 5, 6), 255, np.uint8)
+    u[1] = rng.integers(0, 256, size=u.shape[1:], dtype=np.uint8)
+    w_pm1 = _pm1(rng, (6, 3, 3, cin)).reshape(6, -1)
+    w_pm1[0], w_pm1[1] = 1, -1
+    taps = reference.conv_taps(pack_signs(w_pm1), cin, (3, 3), uint8_input=True)
+    patches, ho, wo = im2col_uint8(u, (3, 3), (1, 1), (0, 0, 0, 0))
+    want = (patches.astype(np.int64) @ w_pm1.T.astype(np.int64)).reshape(2, ho, wo, 6)
+    assert want.max() == 255 * taps.fan_in and want.min() == -255 * taps.fan_in
+    got = kernels.uint8_conv2d(u, taps, (1, 1), (0, 0, 0, 0))
+    assert np.array_equal(got, want)
+    k = 255 * taps.fan_in
+    t = np.array([k, -k, THRESH_MIN, THRESH_MAX, k + 1, -k - 1], np.int32)
+    for flip in (np.zeros(6, bool), np.ones(6, bool), rng.random(6) < 0.5):
+        bits = _bits(want, t, flip, (1, 1))
+        assert np.array_equal(kernels.uint8_conv2d(u, taps, (1, 1), (0, 0, 0, 0), t, flip), bits)

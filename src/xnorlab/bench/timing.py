@@ -51,10 +51,14 @@ def time_calls(
     fn: Callable[[], object], repeats: int, min_seconds: float
 ) -> tuple[int, list[float]]:
     """Per-call seconds of `fn` over `repeats` repeats, each long enough to time reliably."""
-    fn()  # warm up: JIT compilation, allocator, caches
-    start = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - start, 1e-7)
+    fn()  # JIT compilation
+    # warm up for about one repeat: the first calls after a switch of engine, batch or thread
+    # count run several times slower (oneDNN primitive creation, caches, thread pools)
+    start, warm = time.perf_counter(), 0
+    while warm < 2 or time.perf_counter() - start < min_seconds:
+        fn()
+        warm += 1
+    one = max((time.perf_counter() - start) / warm, 1e-7)
     calls = max(1, int(min_seconds / one))
     per_call = []
     for _ in range(repeats):

@@ -17,26 +17,16 @@ from typing import Any
 import numpy as np
 
 from . import reference
+from .backend import OPS, Backend
 from .format import PackedFormatError, load_packed, save_packed
 from .layers import Act, Conv2d, Dense, Layer, MaxPool2d, Shape, input_shape_of
 
 __all__ = ["BACKENDS", "PackedEngine", "get_backend"]
 
 BACKENDS = ("numba", "numpy")
-_OPS = (
-    "binary_conv2d",
-    "uint8_conv2d",
-    "xnor_gemm",
-    "xnor_gemm_threshold",
-    "bitplanes",
-    "bitplane_gemm",
-    "bitplane_gemm_threshold",
-    "threshold_pack",
-)
-
-
-def get_backend(name: str, threads: int | None = None) -> types.SimpleNamespace:
-    """The kernel set of a backend: ``"numba"`` (fast path) or ``"numpy"`` (reference)."""
+def get_backend(name: str, threads: int | None = None) -> Backend:
+    """The kernel set of a backend (a :class:`~.backend.Backend`): ``"numba"`` (fast path) or
+    ``"numpy"`` (reference)."""
     if name == "numba":
         from . import kernels as mod
     elif name == "numpy":
@@ -49,7 +39,7 @@ def get_backend(name: str, threads: int | None = None) -> types.SimpleNamespace:
             return lambda *a, **k: fn(*a, threads=threads, **k)
         return fn
 
-    return types.SimpleNamespace(name=name, **{op: bind(getattr(mod, op)) for op in _OPS})
+    return types.SimpleNamespace(name=name, **{op: bind(getattr(mod, op)) for op in OPS})  # type: ignore[return-value]
 
 
 class PackedEngine:
@@ -125,6 +115,12 @@ class PackedEngine:
     @property
     def compute_layers(self) -> list[Dense | Conv2d]:
         return [m for m in self.layers if isinstance(m, Dense | Conv2d)]
+
+    @property
+    def steps(self) -> list[tuple[Layer, dict[str, Any]]]:
+        """What :meth:`scores` runs: (layer, forward kwargs), a fused max-pool folded into its
+        conv (``pool``)."""
+        return list(self._fused)
 
     def model_bytes(self) -> int:
         """Bytes of all arrays (packed weights, thresholds, flips, affine)."""

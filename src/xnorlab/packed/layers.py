@@ -11,7 +11,7 @@ Activations between layers (see ``docs/packed_format.md``):
 * the last layer gives float32 scores (N, classes).
 
 Every compute layer (:class:`Dense`, :class:`Conv2d`) computes integer pre-activations ``y``
-(exact: ``K - 2 popcount(a ^ w)`` on bits; on uint8 input bit planes (dense) or integer sums
+(exact: ``K - 2 popcount(a ^ w)`` on bits; on uint8 input an int8 GEMM (dense) or integer sums
 (conv)) and then either thresholds them into packed bits for the next layer
 (``thresh``/``flip``: bit = ``y >= t``, or ``y <= t`` where ``flip``) or maps them to scores
 (``scale * y + shift``, float32). Convs run as tap sweeps (:class:`~.reference.ConvTaps`, a
@@ -29,7 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .bits import n_words
-from .reference import ConvTaps, conv_taps
+from .reference import ConvTaps, Int8Weights, conv_taps, int8_weights, or_pool
 
 __all__ = [
     "Act",
@@ -97,7 +97,7 @@ def _quad(v: Any) -> tuple[int, int, int, int]:
     return t  # type: ignore[return-value]
 
 
-# -- data movement (im2col: the tests' oracle for the conv kernels; pooling) -------------------
+# -- data movement (im2col: the tests' oracle for the conv kernels) ----------------------------
 
 
 def im2col_bits(
@@ -142,33 +142,6 @@ def im2col_uint8(
     order (the exporter flattens first-layer conv weights the same way)."""
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     return im2col_bits(nhwc, kernel, stride, padding, np.zeros(nhwc.shape[-1], dtype=np.uint8))
-
-
-def or_pool(
-    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
-) -> np.ndarray:
-    """Max-pool of +-1 values on packed NHWC bits: bitwise OR over each window (floor mode).
-
-    Padding is bit 0 (-1), neutral for OR (torch pads max-pool with -inf).
-    """
-    n, h, w, wc = x.shape
-    kh, kw = kernel
-    sh, sw = stride
-    ph, pw = padding
-    ho = (h + 2 * ph - kh) // sh + 1
-    wo = (w + 2 * pw - kw) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"pool kernel {kernel} larger than input {h}x{w}")
-    if ph or pw:
-        xp = np.zeros((n, h + 2 * ph, w + 2 * pw, wc), dtype=x.dtype)
-        xp[:, ph : ph + h, pw : pw + w] = x
-    else:
-        xp = x
-    out = np.zeros((n, ho, wo, wc), dtype=x.dtype)
-    for dy in range(kh):
-        for dx in range(kw):
-            out |= xp[:, dy : dy + (ho - 1) * sh + 1 : sh, dx : dx + (wo - 1) * sw + 1 : sw]
-    return out
 
 
 # -- layers ----------------------------------------------------------------------------------
@@ -237,15 +210,6 @@ class _Compute(Layer):
             if arr.shape != (n_out,):
                 raise ValueError(f"{self.type_name}: output stage arrays need shape ({n_out},)")
 
-    def _first_layer(
-        self, planes: np.ndarray, ops: Any, want_int: bool
-    ) -> tuple[np.ndarray | None, np.ndarray]:
-        """Bit-plane layer on uint8 input: (int pre-activations or None, output)."""
-        if self.thresh is not None and not want_int:
-            return None, ops.bitplane_gemm_threshold(planes, self.weight, self.thresh, self.flip)
-        y = ops.bitplane_gemm(planes, self.weight)
-        return y, self._finish(y, ops)
-
     def _finish(self, y: np.ndarray, ops: Any) -> np.ndarray:
         """Apply the output stage to int32 (M, out) pre-activations."""
         if self.thresh is not None:
@@ -267,6 +231,7 @@ class Dense(_Compute):
     weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
     in_features: int = 0
     uint8_input: bool = False
+    _int8: Int8Weights | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
@@ -318,9 +283,21 @@ class Dense(_Compute):
             return Shape("bits_flat", (n,), n_words(n))
         return Shape("scores", (n,))
 
+    @property
+    def int8(self) -> Int8Weights:
+        """The uint8-input layer's weights as int8 (K, out) for the integer GEMM (built on
+        first use; the weights must not be modified in place after that)."""
+        if self._int8 is None:
+            self._int8 = int8_weights(self.weight, self.in_features)
+        return self._int8
+
     def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
-        if self.uint8_input:
-            y, out = self._first_layer(ops.bitplanes(a.data), ops, want_int)
+        if self.uint8_input and self.outputs_bits and not want_int:
+            y = None
+            out = ops.uint8_gemm_threshold(a.data, self.int8, self.thresh, self.flip)
+        elif self.uint8_input:
+            y = ops.uint8_gemm(a.data, self.int8)
+            out = self._finish(y, ops)
         elif self.outputs_bits and not want_int:
             y = None
             out = ops.xnor_gemm_threshold(

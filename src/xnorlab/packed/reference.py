@@ -29,11 +29,15 @@ __all__ = [
     "bitplane_gemm_threshold",
     "bitplanes",
     "conv_geometry",
+    "Int8Weights",
     "conv_taps",
-    "pool_bits",
+    "int8_weights",
+    "or_pool",
     "threshold_bits",
     "threshold_pack",
     "uint8_conv2d",
+    "uint8_gemm",
+    "uint8_gemm_threshold",
     "xnor_gemm",
     "xnor_gemm_threshold",
 ]
@@ -153,6 +157,51 @@ def bitplane_gemm_threshold(
 ) -> np.ndarray:
     """Reference of the fused first layer: :func:`threshold_pack` of :func:`bitplane_gemm`."""
     return threshold_pack(bitplane_gemm(planes, b), thresh, flip)
+
+
+class Int8Weights(NamedTuple):
+    """First dense layer's +-1 weights as int8 ``(K, N)`` (for integer GEMMs on uint8 rows)
+    and their column sums (the correction of the ``u - 128`` shift of an int8 GEMM)."""
+
+    w: np.ndarray  # int8 (K, N), +-1
+    colsum: np.ndarray  # int32 (N,), sum_k w[k, n]
+
+
+def int8_weights(b: np.ndarray, k: int) -> Int8Weights:
+    """:class:`Int8Weights` of packed +-1 rows ``b`` (N, n_words(k))."""
+    from .bits import unpack_signs
+
+    w = np.ascontiguousarray(unpack_signs(np.asarray(b), k).T)
+    return Int8Weights(w, w.sum(axis=0, dtype=np.int32))
+
+
+def _check_u8(u: np.ndarray, wts: Int8Weights) -> np.ndarray:
+    if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.ndim != 2:
+        raise ValueError(f"u must be 2-D uint8 rows, got {getattr(u, 'dtype', type(u))}")
+    if u.shape[1] != wts.w.shape[0]:
+        raise ValueError(f"u has {u.shape[1]} columns, the weights K={wts.w.shape[0]}")
+    return u
+
+
+def uint8_gemm(u: np.ndarray, wts: Int8Weights, *, threads: int | None = None) -> np.ndarray:
+    """First layer straight from uint8 rows: ``sum_k u[m, k] w[k, n]`` as int32 (M, N).
+
+    Computed in float64, exact because ``|y| <= 255 K < 2^53`` (an oracle independent of the
+    integer kernels)."""
+    u = _check_u8(u, wts)
+    return (u.astype(np.float64) @ wts.w.astype(np.float64)).astype(np.int32)
+
+
+def uint8_gemm_threshold(
+    u: np.ndarray,
+    wts: Int8Weights,
+    thresh: np.ndarray,
+    flip: np.ndarray,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Reference of the fused first layer: :func:`threshold_pack` of :func:`uint8_gemm`."""
+    return threshold_pack(uint8_gemm(u, wts), thresh, flip)
 
 
 # -- convolution as a sum over taps -------------------------------------------------------
@@ -279,13 +328,31 @@ def _outputs(acc: np.ndarray, wp: int, ho: int, wo: int, stride: tuple[int, int]
     return grid[:, :, :, : (wo - 1) * stride[1] + 1 : stride[1]].transpose(0, 2, 3, 1)
 
 
-def pool_bits(bits: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
-    """Non-overlapping OR-pool (kernel = stride, floor mode) of packed NHWC bits."""
-    n, h, w, wc = bits.shape
-    ph, pw = pool
-    h2, w2 = h // ph, w // pw
-    win = bits[:, : h2 * ph, : w2 * pw].reshape(n, h2, ph, w2, pw, wc)
-    return np.bitwise_or.reduce(np.bitwise_or.reduce(win, axis=4), axis=2)
+def or_pool(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> np.ndarray:
+    """Max-pool of +-1 values on packed NHWC bits: bitwise OR over each window (floor mode).
+
+    Padding is bit 0 (-1), neutral for OR (torch pads max-pool with -inf).
+    """
+    n, h, w, wc = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (w + 2 * pw - kw) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"pool kernel {kernel} larger than input {h}x{w}")
+    if ph or pw:
+        xp = np.zeros((n, h + 2 * ph, w + 2 * pw, wc), dtype=x.dtype)
+        xp[:, ph : ph + h, pw : pw + w] = x
+    else:
+        xp = x
+    out = np.zeros((n, ho, wo, wc), dtype=x.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            out |= xp[:, dy : dy + (ho - 1) * sh + 1 : sh, dx : dx + (wo - 1) * sw + 1 : sw]
+    return out
 
 
 def _finish_conv(y, thresh, flip, pool):
@@ -293,7 +360,7 @@ def _finish_conv(y, thresh, flip, pool):
         return y.astype(np.int32)
     n, ho, wo, co = y.shape
     bits = threshold_pack(y.reshape(-1, co), thresh, flip).reshape(n, ho, wo, -1)
-    return pool_bits(bits, pool)
+    return or_pool(bits, pool, pool, (0, 0))
 
 
 def binary_conv2d(

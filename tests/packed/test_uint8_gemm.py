@@ -1,0 +1,119 @@
+"""First dense layer on uint8 rows: the int8 GEMM (torch._int_mm and the numba fallback) with
+the exact 128-shift correction, plain and fused with the threshold, vs the float64 reference
+and an int64 matmul."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+import xnorlab
+from xnorlab.packed import kernels, reference
+from xnorlab.packed.bits import pack_signs
+from xnorlab.packed.layers import THRESH_MAX, THRESH_MIN
+
+THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
+
+# (M, N, K): batch 1, K below / at / above word multiples, the paper MLP's 784, odd N
+SHAPES = [(1, 1, 1), (1, 10, 784), (3, 5, 63), (7, 11, 64), (13, 7, 65), (66, 200, 130),
+          (130, 70, 784), (2, 129, 3)]
+
+
+def _case(m, n, k, seed):
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
+    u[0, : min(k, 7)] = 255  # extremes: the shift maps 255 to 127 and 0 to -128
+    if m > 1:
+        u[1] = 0
+    w = rng.choice(np.array([-1, 1], dtype=np.int8), size=(n, k))
+    return rng, u, w, u.astype(np.int64) @ w.astype(np.int64).T
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_uint8_gemm_equals_integer_matmul(m, n, k):
+    _, u, w, want = _case(m, n, k, m * n + k)
+    wts = reference.int8_weights(pack_signs(w), k)
+    assert wts.w.shape == (k, n) and wts.w.dtype == np.int8
+    assert np.array_equal(wts.colsum, w.sum(axis=1))
+    ref = reference.uint8_gemm(u, wts)
+    assert ref.dtype == np.int32 and np.array_equal(ref, want)
+    for use_torch in (True, False):
+        for threads in THREADS:
+            got = kernels.uint8_gemm(u, wts, threads=threads, use_torch=use_torch)
+            assert got.dtype == np.int32 and np.array_equal(got, want), (use_torch, threads)
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_uint8_gemm_fused_threshold(m, n, k):
+    rng, u, w, y = _case(m, n, k, k + 1)
+    wts = reference.int8_weights(pack_signs(w), k)
+    t = rng.integers(-255 * k - 1, 255 * k + 2, size=n).astype(np.int32)
+    t[: max(1, n // 4)] = THRESH_MIN
+    t[n // 4 : n // 2] = THRESH_MAX
+    near = rng.integers(0, m, size=n)  # thresholds at reached values: exact ties
+    t[n // 2 :] = y[near, np.arange(n)][n // 2 :]
+    flip = rng.random(n) < 0.5
+    want = pack_signs(np.where(np.where(flip, y <= t, y >= t), 1, -1))
+    assert np.array_equal(reference.uint8_gemm_threshold(u, wts, t, flip), want)
+    for use_torch in (True, False):
+        for threads in THREADS:
+            got = kernels.uint8_gemm_threshold(u, wts, t, flip, threads=threads,
+                                               use_torch=use_torch)
+            assert np.array_equal(got, want), (use_torch, threads)
+
+
+def test_uint8_gemm_rejects_bad_input():
+    wts = reference.int8_weights(pack_signs(np.ones((3, 10))), 10)
+    with pytest.raises(ValueError, match="uint8"):
+        kernels.uint8_gemm(np.zeros((2, 10), np.int16), wts)
+    with pytest.raises(ValueError, match="columns"):
+        kernels.uint8_gemm(np.zeros((2, 9), np.uint8), wts)
+    with pytest.raises(ValueError, match="columns"):
+        reference.uint8_gemm(np.zeros((2, 9), np.uint8), wts)
+
+
+def test_threshold_pack_rejects_values_outside_int32():
+    y = np.array([[2**40]], dtype=np.int64)
+    with pytest.raises(ValueError, match="int32"):
+        kernels.threshold_pack(y, np.zeros(1, np.int32), np.zeros(1, bool))
+
+
+_AVX2_SCRIPT = """
+import numpy as np
+from xnorlab.packed import kernels, reference
+from xnorlab.packed.bits import pack_signs
+rng = np.random.default_rng(1)
+u = rng.integers(0, 256, size=(37, 784), dtype=np.uint8)
+w = rng.choice(np.array([-1, 1], np.int8), size=(70, 784))
+want = u.astype(np.int64) @ w.astype(np.int64).T
+wts = reference.int8_weights(pack_signs(w), 784)
+for use_torch in (True, False):
+    assert np.array_equal(kernels.uint8_gemm(u, wts, use_torch=use_torch), want), use_torch
+t = want[0].astype(np.int32)
+f = rng.random(70) < 0.5
+bits = pack_signs(np.where(np.where(f, want <= t, want >= t), 1, -1))
+assert np.array_equal(kernels.uint8_gemm_threshold(u, wts, t, f), bits)
+for name in ("_int8_matmul_nb", "_threshold_pack_nb"):
+    asm = "\\n".join(getattr(kernels, name).inspect_asm().values())
+    assert asm and "zmm" not in asm, name + ": AVX-512 for AVX2"
+print("ok")
+"""
+
+
+@pytest.mark.slow  # compiles the kernels afresh in a subprocess
+def test_uint8_gemm_is_exact_for_an_avx2_host(tmp_path):
+    """numba compiled for Haswell and torch's kernels dispatched at AVX2 (no VNNI)."""
+    from tests.packed.test_kernels import AVX2_FEATURES
+
+    env = dict(os.environ)
+    env.update(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2_FEATURES,
+               ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=str(Path(xnorlab.__file__).parents[1]))
+    r = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
