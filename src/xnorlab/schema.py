@@ -293,12 +293,13 @@ class BenchmarkTarget:
 class BenchmarkConfig:
     """conf/benchmark.yaml (`suite` and `tracking` are their own groups)."""
 
-    suite: Any
-    tracking: Any
-    packed_dir: str = "packed"
-    models_dir: str = "models"
-    out: str = "reports/benchmark.json"
-    machine_file: str = "reports/machine.json"
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    packed_dir: str = MISSING
+    models_dir: str = MISSING
+    out: str = MISSING
+    machine_file: str = MISSING
     machine_note: str = ""
     batches: list[int] = field(default_factory=lambda: [1, 64, 1024])
     threads: list[int] = field(default_factory=lambda: [1, 2])
