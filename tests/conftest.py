@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 
-from xnorlab.data.idx import write_idx
+from xnorlab.faults import workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,19 +14,8 @@ pytest_plugins = ["tests.team.fixtures"]  # the team server, shared by tests/tea
 
 
 def write_tiny_mnist(raw_dir: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
-    """Write learnable MNIST-named IDX files: each class is a bright bar at its own row band."""
-    rng = np.random.default_rng(seed)
-    names = yaml.safe_load((ROOT / "conf/dataset/mnist.yaml").read_text())["files"]
-    out = raw_dir / "mnist"
-    out.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):
-            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 250
-        write_idx(out / names[f"{split}_images"]["name"], images)
-        write_idx(out / names[f"{split}_labels"]["name"], labels)
-    return out
+    """Learnable MNIST-named IDX files (see xnorlab.faults.workspace.write_tiny_mnist)."""
+    return workspace.write_tiny_mnist(raw_dir, n_train, n_test, seed)
 
 
 @pytest.fixture

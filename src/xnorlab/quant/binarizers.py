@@ -85,13 +85,8 @@ class StochasticSignSTE(torch.autograd.Function):
         return _ste_mask(x, grad_out), None
 
 
-class ApproxSignSTE(torch.autograd.Function):
+class ApproxSignSTE(SignSTE):
     """Sign forward; backward ``2 - 2|x|`` inside ``|x| <= 1``, zero outside (Bi-Real Net)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return sign(x)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
