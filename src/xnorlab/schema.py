@@ -95,6 +95,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     loss: str = "cross_entropy"
     latent_recipe: str = "auto"
+    bn_recalibration_batches: int = 50
 
 
 @dataclass
@@ -143,9 +144,26 @@ class SuiteConfig:
 
     name: str = "adhoc"
     datasets: list[str] = field(default_factory=list)
+    # Every run trains once per seed, as a Hydra sweep value (`-m seed=0,1,2`); DVC cannot put
+    # a list into a command, hence a string. See suite_seeds().
+    seeds: str = "0"
+    export_seed: int = 0  # the seed whose network export@<run> packs
     runs: dict[str, SuiteRun] = field(default_factory=dict)
     distill_runs: dict[str, SuiteRun] = field(default_factory=dict)
     exports: list[str] = field(default_factory=list)
+
+
+def suite_seeds(suite: dict[str, Any]) -> list[int]:
+    """The seeds of a suite (``seeds: "0,1,2"``); ConfigError if it is not distinct integers."""
+    text = str(suite.get("seeds", "0"))
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"suite `{suite.get('name')}`: seeds={text!r} must be distinct "
+                          "integers separated by commas, e.g. \"0,1,2\"")
+    return seeds
 
 
 @dataclass
@@ -179,6 +197,7 @@ class ExportConfig:
     """``conf/export.yaml``: pack one trained run and check it."""
 
     run: str = MISSING
+    seed: int | None = None  # a suite run's seed folder: <models_dir>/<run>/seed<seed>/
     paths: PathsConfig = field(default_factory=PathsConfig)
     check: ExportCheck = field(default_factory=ExportCheck)
 

@@ -18,6 +18,7 @@ from xnorlab.quant.layers import (
     is_binary_layer,
 )
 from xnorlab.quant.registry import quantizer_class
+from xnorlab.train.recalibrate import needs_recalibration, recalibrate_batchnorm
 
 
 def squared_hinge(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -72,6 +73,7 @@ class Classifier(pl.LightningModule):
             teacher.eval().requires_grad_(False) if teacher is not None else None
         )
         self.clip = bool(cfg["quant"].get("clip_latent", False))
+        self.recalibrate = needs_recalibration(self.model)
         self.paper_recipe = uses_paper_recipe(cfg)
         if self.paper_recipe:
             init_latent_uniform(self.model)
@@ -102,6 +104,16 @@ class Classifier(pl.LightningModule):
         # BinaryConnect/BNN keep latent weights in [-1, 1] after every optimizer step.
         if self.clip:
             clip_latent_weights(self.model)
+
+    def on_validation_model_eval(self) -> None:
+        # Stochastic binarization: BatchNorm statistics for the deterministic eval network
+        # (train/recalibrate.py), so val_acc, the best checkpoint and the export all see it.
+        batches = self.cfg["optim"]["bn_recalibration_batches"]
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.recalibrate and batches and dm is not None and "train" in dm.splits:
+            size = self.cfg["data"]["batch_size"]
+            recalibrate_batchnorm(self.model, dm.splits["train"][0][: batches * size], size)
+        super().on_validation_model_eval()
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], prefix: str) -> None:
         x, y = batch
