@@ -50,7 +50,10 @@ def load_checkpoint(ckpt: Path, run: str) -> Classifier:
 
 def export(c: dict) -> None:
     run, paths, check = c["run"], c["paths"], c["check"]
-    ckpt = Path(paths["models_dir"]) / run / "checkpoints" / "best.ckpt"
+    run_dir = Path(paths["models_dir"]) / run
+    if c["seed"] is not None:
+        run_dir = run_dir / f"seed{c['seed']}"
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
     module = load_checkpoint(ckpt, run)
     run_cfg = module.cfg
     shape = tuple(run_cfg["dataset"]["shape"])
@@ -72,6 +75,7 @@ def export(c: dict) -> None:
     result = compare(module.model, engine, test_x, chunk=check["chunk"])
     summary = {
         "run": run,
+        "checkpoint": str(ckpt),
         "packed_bytes": packed.stat().st_size,
         "float_checkpoint_bytes": ckpt.stat().st_size,
         "float32_state_dict_bytes": state_dict_bytes(module.model),

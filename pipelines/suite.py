@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from xnorlab.schema import ConfigError, RunSuiteConfig, checked
+from xnorlab.schema import ConfigError, RunSuiteConfig, checked, suite_seeds
 
 log = logging.getLogger("xnorlab.suite")
 TRAIN = str(Path(__file__).with_name("train.py"))
@@ -28,15 +28,19 @@ def run_commands(cfg: DictConfig) -> list[tuple[str, list[str]]]:
     Raises ConfigError when the config does not match its schema."""
     c = checked(cfg, RunSuiteConfig, "run_suite")
     suite, out_root = c["suite"], c["out_root"]
+    seeds = ",".join(str(s) for s in suite_seeds(suite))
     commands = []
     for key, item in {**suite["runs"], **suite["distill_runs"]}.items():
+        # A sweep over the seeds; `${seed}` is resolved by Hydra in each job.
         args = [
-            f"run_name={key}", f"suite={suite['name']}", f"dataset={item['dataset']}",
-            f"model={item['model']}", f"quant={item['quant']}", f"out_dir={out_root}/{key}",
+            "-m", f"seed={seeds}", f"run_name={key}", f"suite={suite['name']}",
+            f"dataset={item['dataset']}", f"model={item['model']}", f"quant={item['quant']}",
+            f"out_dir={out_root}/{key}/seed${{seed}}",
             f"metrics_file={c['metrics_root']}/{key}.json", *shlex.split(item["args"]),
         ]
         if item["teacher"]:
-            args.append(f"distill.teacher={out_root}/{item['teacher']}/checkpoints/best.ckpt")
+            args.append(
+                f"distill.teacher={out_root}/{item['teacher']}/seed${{seed}}/checkpoints/best.ckpt")
         commands.append((key, [sys.executable, TRAIN, *args, *c["extra"]]))
     return commands
 

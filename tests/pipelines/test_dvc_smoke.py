@@ -61,6 +61,8 @@ def make_project(dest: Path, url: str, digests: dict[str, str]) -> None:
     suite = {
         "name": "default",
         "datasets": ["mnist"],
+        "seeds": "0,1",
+        "export_seed": 1,
         "runs": {
             "mnist-mlp-float": {"dataset": "mnist", "model": "mlp", "quant": "float",
                                 "args": "trainer=smoke model.hidden=32"},
@@ -113,11 +115,14 @@ def test_dvc_repro_downloads_and_trains(tmp_path, served_tiny_mnist):
     assert rows["mnist-mlp-float"]["lightning_over_gemm"] > 0
     for run in ("mnist-mlp-float", "mnist-mlp-bnn-distill"):
         metrics = json.loads((project / f"metrics/{run}.json").read_text())
-        assert 0.0 <= metrics["test_acc"] <= 1.0
-        assert (project / f"models/{run}/checkpoints/best.ckpt").exists()
+        assert metrics["n"] == 2 and set(metrics["per_seed"]) == {"0", "1"}
+        assert 0.0 <= metrics["mean"]["test_acc"] <= 1.0
+        for seed in (0, 1):
+            assert (project / f"models/{run}/seed{seed}/checkpoints/best.ckpt").exists()
+    assert packed["checkpoint"].endswith("models/mnist-mlp-bnn-distill/seed1/checkpoints/best.ckpt")
 
     curve = json.loads((project / "curves/mnist-mlp-float.json").read_text())
-    assert [row["epoch"] for row in curve] == [1, 2]
+    assert [(row["seed"], row["epoch"]) for row in curve] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     shown = dvc(project, "plots", "show", "--json", env=env)
     assert shown.returncode == 0 and "curves/mnist-mlp-float.json" in shown.stdout
 
@@ -136,7 +141,11 @@ def test_dvc_repro_downloads_and_trains(tmp_path, served_tiny_mnist):
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("xnorlab").experiment_id],
                               "tags.`xnorlab.kind` = 'train'")
-    assert sorted(r.info.run_name for r in runs) == ["mnist-mlp-bnn-distill", "mnist-mlp-float"]
-    student = next(r for r in runs if r.info.run_name == "mnist-mlp-bnn-distill")
-    assert student.data.tags["suite"] == "default"
-    assert student.data.params["distill.teacher"].endswith("mnist-mlp-float/checkpoints/best.ckpt")
+    assert sorted((r.info.run_name, r.data.tags["seed"]) for r in runs) == [
+        ("mnist-mlp-bnn-distill", "0"), ("mnist-mlp-bnn-distill", "1"),
+        ("mnist-mlp-float", "0"), ("mnist-mlp-float", "1")]
+    for student in (r for r in runs if r.info.run_name == "mnist-mlp-bnn-distill"):
+        assert student.data.tags["suite"] == "default"
+        seed = student.data.tags["seed"]  # each seed's student learns from that seed's teacher
+        assert student.data.params["distill.teacher"].endswith(
+            f"mnist-mlp-float/seed{seed}/checkpoints/best.ckpt")

@@ -23,7 +23,8 @@ def test_paper_suite_commands_carry_the_paper_recipe():
     assert set(commands) == set(cfg.suite.runs)
     cmd = commands["mnist-mlp-bnn"]
     assert "experiment=paper_mlp" in cmd and "quant=bnn" in cmd
-    assert "out_dir=models/paper/mnist-mlp-bnn" in cmd
+    assert cmd[2:4] == ["-m", f"seed={cfg.suite.seeds}"]  # one sweep over the seeds
+    assert "out_dir=models/paper/mnist-mlp-bnn/seed${seed}" in cmd
     assert "metrics_file=metrics/paper/mnist-mlp-bnn.json" in cmd
 
 
@@ -32,7 +33,19 @@ def test_distill_runs_point_at_their_teacher():
         cfg = compose("run_suite")
     commands = dict(load_suite_module().run_commands(cfg))
     cmd = commands["mnist-mlp-bnn-distill"]
-    assert "distill.teacher=models/default/mnist-mlp-float/checkpoints/best.ckpt" in cmd
+    # each seed's student learns from the teacher trained with the same seed
+    assert "distill.teacher=models/default/mnist-mlp-float/seed${seed}/checkpoints/best.ckpt" in cmd
+
+
+def test_a_suite_with_bad_seeds_is_refused():
+    import pytest
+
+    from xnorlab.schema import ConfigError, suite_seeds
+
+    assert suite_seeds({"seeds": "0,1,2"}) == [0, 1, 2]
+    for bad in ("0,0", "a,b", "", "1;2"):
+        with pytest.raises(ConfigError, match="distinct integers"):
+            suite_seeds({"name": "x", "seeds": bad})
 
 
 def test_paper_experiments_compose_into_valid_training_configs():

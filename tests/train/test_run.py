@@ -46,7 +46,9 @@ def test_smoke_run_writes_metrics_and_logs_to_mlflow(tmp_path, tiny_raw, mlflow_
         f"out_dir={tmp_path / 'out'}", f"metrics_file={tmp_path / 'm.json'}",
     )))
     metrics = run(cfg)
-    assert json.loads((tmp_path / "m.json").read_text()) == metrics
+    summary = json.loads((tmp_path / "m.json").read_text())  # every seed of the run
+    assert summary["per_seed"] == {"0": metrics} and summary["n"] == 1
+    assert summary["mean"]["test_acc"] == metrics["test_acc"]
     for name in ("config.yaml", "history.json", "curves.png", "confusion.png"):
         assert (tmp_path / "out" / name).exists(), name
     (logged,) = runs_of(mlflow_uri)
@@ -150,6 +152,32 @@ def test_parallel_multirun_writes_child_runs_under_one_parent(tmp_path, tiny_raw
     assert len(parents) == 1 and len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert sorted(c.info.run_name for c in children) == ["mnist-logreg-bnn", "mnist-logreg-float"]
+
+
+def test_a_seed_sweep_trains_each_seed_as_it_would_alone(tmp_path, tiny_raw, mlflow_uri):
+    """The suite's form: `-m seed=0,1` in one process, a folder and an MLflow run per seed
+    under one parent, one summary file; seed 1 in the sweep equals seed 1 trained alone."""
+    common = ["model=mlp", "model.hidden=32", "quant=bnn_stoch", "trainer.max_epochs=1",
+              f"metrics_file={tmp_path}/m.json", f"history_file={tmp_path}/h.json"]
+    sweep = train_cmd(tmp_path, tiny_raw, mlflow_uri, *common,
+                      f"out_dir={tmp_path}/models/seed${{seed}}", "seed=0,1")
+    sweep.insert(2, "-m")
+    proc = subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert summary["n"] == 2 and summary["seeds"] == [0, 1]
+    accs = [summary["per_seed"][s]["test_acc"] for s in ("0", "1")]
+    assert summary["mean"]["test_acc"] == pytest.approx(sum(accs) / 2)
+    assert {r["seed"] for r in json.loads((tmp_path / "h.json").read_text())} == {0, 1}
+    children = [r for r in runs_of(mlflow_uri) if r.data.tags.get("xnorlab.kind") == "train"]
+    assert sorted(r.data.tags["seed"] for r in children) == ["0", "1"]
+    assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
+
+    alone = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, *common[:4], "seed=1", f"out_dir={tmp_path / 'alone'}")))
+    metrics = run(alone)
+    for key in ("test_acc", "best_val_acc", "train_mem_saved_bytes"):
+        assert metrics[key] == summary["per_seed"]["1"][key], key
 
 
 def test_rerunning_a_finished_run_retrains_and_keeps_the_old_one(tmp_path, tiny_raw, mlflow_uri):

@@ -84,11 +84,16 @@ def layer_tables(name: str, engine: PackedEngine, images: torch.Tensor, cfg: Dic
     return tables
 
 
+def run_dir(run: str, cfg: DictConfig) -> Path:
+    """The folder of the network a suite run exported: its `export_seed`'s."""
+    return Path(cfg.models_dir) / run / f"seed{cfg.suite.export_seed}"
+
+
 def _suite_model(run: str, cfg: DictConfig) -> tuple[Any, PackedEngine, Path]:
     from xnorlab.train.module import Classifier
 
     module = Classifier.load_from_checkpoint(
-        Path(cfg.models_dir) / run / "checkpoints" / "best.ckpt", map_location="cpu")
+        run_dir(run, cfg) / "checkpoints" / "best.ckpt", map_location="cpu")
     packed = Path(cfg.packed_dir) / f"{run}.xnor"
     return module, PackedEngine.load(packed), packed
 
@@ -100,7 +105,7 @@ def bench_suite_run(run: str, cfg: DictConfig, peak: float) -> tuple[dict[str, A
     module, engine, packed = _suite_model(run, cfg)
     images = test_images(module.cfg)
     export_check = json.loads((Path(cfg.packed_dir) / f"{run}.json").read_text())
-    run_id_file = Path(cfg.models_dir) / run / "mlflow_run_id"
+    run_id_file = run_dir(run, cfg) / "mlflow_run_id"
     twin = float_twin(module.cfg["model"], engine.input_shape, engine.num_classes)
     float_bytes = state_dict_bytes(module.model)
     entry = bench_one(run, twin, engine, images, cfg, {

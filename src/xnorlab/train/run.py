@@ -37,6 +37,7 @@ from xnorlab.train.measure import (
 from xnorlab.train.memory import train_mem_metrics
 from xnorlab.train.module import Classifier
 from xnorlab.train.plots import plot_confusion, plot_curves, plot_image_grid
+from xnorlab.train.seeds import add_seed_history, add_seed_metrics
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def start_tracking(cfg: dict[str, Any], out: Path, sweep_dir: Path | None) -> tu
         "dataset": cfg["dataset"]["name"],
         "model": cfg["model"]["name"],
         "quant": cfg["quant"]["name"],
+        "seed": str(cfg["seed"]),  # the report groups a configuration's runs over seeds
         "stage": "train",
         "xnorlab.kind": "train",
         **tracking.machine_tags(),
@@ -346,11 +348,12 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
     write_json(out / "metrics.json", metrics)
     history = out / "history.json"  # K-means has no epochs: an empty curve
     curve = json.loads(history.read_text()) if history.exists() else []
-    copies = [(cfg["metrics_file"], metrics), (cfg["history_file"], curve)]
-    for path, data in copies:
-        if path:  # copies outside out_dir, which DVC tracks as metrics and plots
+    # Summaries outside out_dir, which DVC tracks as metrics and plots: every seed of the run.
+    for path, add, data in ((cfg["metrics_file"], add_seed_metrics, metrics),
+                            (cfg["history_file"], add_seed_history, curve)):
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            write_json(Path(path), data)
+            add(Path(path), cfg["seed"], data)
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     for path in [out / "config.yaml", out / "metrics.json", *ctx.artifacts]:
