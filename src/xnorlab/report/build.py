@@ -25,6 +25,7 @@ from xnorlab.report.collect import (
     Record,
     collect,
     dataset_rank,
+    mean_curve,
     metric_history,
     model_label,
     rank,
@@ -93,8 +94,8 @@ def make_figures(
         series: dict[str, list] = {}
         for r in records:
             if r.slot.model == model and r.finished:
-                series.setdefault(r.slot.dataset, []).append(
-                    (r.slot, metric_history(client, r.run_id, "val_acc")))
+                series.setdefault(r.slot.dataset, []).append((r.slot, mean_curve(
+                    [metric_history(client, x.run_id, "val_acc") for x in r.seeds])))
         series = dict(sorted(series.items(), key=lambda kv: dataset_rank(kv[0], datasets)))
         png = training_curves(model, series, dpi)
         if png:

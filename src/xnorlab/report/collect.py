@@ -1,9 +1,9 @@
-"""MLflow runs of a suite -> one record per configuration: its latest FINISHED run, or why
-there is none.
+"""MLflow runs of a suite -> one record per configuration: for each of the suite's seeds its
+latest FINISHED run, and the mean and spread over those seeds; or why there is none.
 
 A configuration is a run name (`<dataset>-<model>-<quant>` or a suite key). The suite config
-says which configurations to expect, so a run that is missing or failed still gets a row (shown
-as a dash with a note) instead of silently disappearing.
+says which configurations and seeds to expect, so a run that is missing or failed still gets a
+row (shown as a dash with a note) instead of silently disappearing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from xnorlab.schema import method_label, quant_presets
+from xnorlab.schema import method_label, quant_presets, suite_seeds
+from xnorlab.stats import mean_std
 
 KIND_TAG = "xnorlab.kind"
 
@@ -70,14 +71,40 @@ class Slot:
 
 
 @dataclass
+class SeedRun:
+    """One seed's latest FINISHED run of a configuration."""
+
+    seed: int
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+
+
+@dataclass
 class Record:
-    """A slot and its latest FINISHED run (`run_id` None: `problem` says why)."""
+    """A slot and its seeds' latest FINISHED runs (`run_id` None: `problem` says why).
+
+    `metrics` and `std` are the mean and sample standard deviation over the finished seeds;
+    `run_id`, `tags` and `params` are those of the first finished seed's run.
+    """
 
     slot: Slot
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     problem: str | None = None
+    seeds: list[SeedRun] = field(default_factory=list)
+    std: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """How many seeds finished."""
+        return len(self.seeds)
+
+    def seed_values(self, name: str) -> dict[int, float]:
+        """`name` per finished seed that logged it."""
+        return {r.seed: r.metrics[name] for r in self.seeds if name in r.metrics}
 
     @property
     def finished(self) -> bool:
@@ -152,11 +179,12 @@ def collect(
     """One record per configuration of the suite, in display order.
 
     Runs are those of `experiment` tagged `xnorlab.kind=train` and `suite=<suite name>`; a
-    configuration's run is the newest FINISHED one whose name, dataset, model and quant tags and
-    distillation match. With `include_unlisted`, tagged runs the suite does not list are
-    reported too (one record per run name).
+    configuration's run for a seed is the newest FINISHED one whose name, dataset, model and
+    quant tags, distillation and seed match. With `include_unlisted`, tagged runs the suite does
+    not list are reported too (one record per run name, over the seeds found).
     """
     name = suite["name"]
+    seeds = suite_seeds(suite)
     slots = suite_slots(suite)
     exp = client.get_experiment_by_name(experiment)
     runs = [] if exp is None else search_all(
@@ -170,23 +198,50 @@ def collect(
             if slot is not None and slot.key not in known:
                 known.add(slot.key)
                 slots.append(slot)
-    records = [_record(slot, [r for r in runs if _matches(r, slot)], name, experiment)
-               for slot in slots]
+    records = []
+    for slot in slots:
+        matching = [r for r in runs if _matches(r, slot)]
+        expected = seeds if slot.listed else sorted({run_seed(r) for r in matching})
+        records.append(_record(slot, matching, expected, name, experiment))
     return sorted(records, key=lambda r: order_key(r.slot, suite.get("datasets")))
 
 
-def _record(slot: Slot, runs: list[Run], suite: str, experiment: str) -> Record:
-    for run in runs:  # newest first
-        if run.info.status == "FINISHED":
-            return Record(slot, run.info.run_id, dict(run.data.metrics), dict(run.data.tags))
-    if runs:
-        latest = runs[0]
-        problem = (f"`{slot.key}`: no FINISHED run; the latest ({latest.info.run_id[:8]}) is "
-                   f"{latest.info.status}.")
-    else:  # the same words for every such cell, so they share one note
-        problem = (f"Not trained yet: no run of this configuration in experiment "
-                   f"`{experiment}` tagged suite={suite}.")
-    return Record(slot, problem=problem)
+def run_seed(run: Run) -> int:
+    """The seed a training run was trained with (its tag; older runs: the param)."""
+    value = run.data.tags.get("seed", run.data.params.get("seed", "0"))
+    try:
+        return int(value)
+    except ValueError:
+        return -1  # not a seed of any suite
+
+
+def _record(slot: Slot, runs: list[Run], seeds: list[int], suite: str,
+            experiment: str) -> Record:
+    found: list[SeedRun] = []
+    for seed in seeds:
+        for run in (r for r in runs if run_seed(r) == seed):  # newest first
+            if run.info.status == "FINISHED":
+                found.append(SeedRun(seed, run.info.run_id, dict(run.data.metrics),
+                                     dict(run.data.params)))
+                break
+    if not found:
+        if runs:
+            latest = runs[0]
+            problem = (f"`{slot.key}`: no FINISHED run; the latest ({latest.info.run_id[:8]}) "
+                       f"is {latest.info.status}.")
+        else:  # the same words for every such cell, so they share one note
+            problem = (f"Not trained yet: no run of this configuration in experiment "
+                       f"`{experiment}` tagged suite={suite}.")
+        return Record(slot, problem=problem)
+    first = next(r for r in runs if r.info.run_id == found[0].run_id)
+    keys = [k for k in found[0].metrics if all(k in f.metrics for f in found)]
+    stats = {k: mean_std([f.metrics[k] for f in found]) for k in keys}
+    missing = [s for s in seeds if s not in {f.seed for f in found}]
+    problem = (f"`{slot.key}`: {len(found)} of {len(seeds)} seeds finished (no FINISHED run "
+               f"for seed {', '.join(map(str, missing))}).") if missing else None
+    return Record(slot, found[0].run_id, {k: m for k, (m, _) in stats.items()},
+                  dict(first.data.tags), problem, found, {k: sd for k, (_, sd) in stats.items()},
+                  found[0].params)
 
 
 def metric_history(client: MlflowClient, run_id: str, metric: str) -> list[tuple[int, float]]:
@@ -197,3 +252,12 @@ def metric_history(client: MlflowClient, run_id: str, metric: str) -> list[tuple
         if m.step not in by_step or m.timestamp >= by_step[m.step][0]:
             by_step[m.step] = (m.timestamp, m.value)
     return [(step, by_step[step][1]) for step in sorted(by_step)]
+
+
+def mean_curve(histories: list[list[tuple[int, float]]]) -> list[tuple[int, float, float]]:
+    """(step, mean, standard deviation) over seeds' histories, at the steps all of them have."""
+    if not histories:
+        return []
+    steps = set.intersection(*({step for step, _ in h} for h in histories))
+    by_seed = [dict(h) for h in histories]
+    return [(step, *mean_std([h[step] for h in by_seed])) for step in sorted(steps)]

@@ -89,6 +89,9 @@ def accuracy_vs_size(records: list[Record], datasets: list[str], dpi: int) -> by
             color, marker = style(r.slot.quant)
             ax.scatter([x], [y], color=color if not r.slot.distilled else "none",
                        edgecolors=color, marker=marker, s=50, zorder=3)
+            if r.n > 1:  # +- one standard deviation over seeds
+                ax.errorbar([x], [y], yerr=[100 * r.std.get("test_acc", 0.0)], fmt="none",
+                            ecolor=color, capsize=3, linewidth=1, zorder=2)
             ax.annotate(model_label(r.slot.model), (x, y), textcoords="offset points",
                         xytext=(5, 4), fontsize=7)
         front = pareto_front(pts)
@@ -144,10 +147,11 @@ def speedup_by_batch(bench: Benchmark, keys: Sequence[str], dpi: int) -> bytes |
 
 
 def training_curves(
-    model: str, series: dict[str, list[tuple[Slot, list[tuple[int, float]]]]], dpi: int
+    model: str, series: dict[str, list[tuple[Slot, list[tuple[int, float, float]]]]], dpi: int
 ) -> bytes | None:
     """Validation accuracy (%) per epoch of float and binarized runs of one architecture, one
-    panel per dataset (`series`: dataset -> [(slot, [(epoch, val_acc)])])."""
+    panel per dataset (`series`: dataset -> [(slot, [(epoch, mean val_acc, std over seeds)])]),
+    with +- one standard deviation as error bars."""
     ds = [d for d, runs in series.items() if any(h for _, h in runs)]
     if not ds:
         return None
@@ -157,9 +161,10 @@ def training_curves(
             if not history:
                 continue
             color, marker = style(slot.quant)
-            ax.plot([e for e, _ in history], [100 * v for _, v in history], marker=marker,
-                    markersize=4, color=color, linestyle="--" if slot.distilled else "-",
-                    label=f"{slot.method_label} ({slot.key})")
+            ax.errorbar([e for e, _, _ in history], [100 * v for _, v, _ in history],
+                        yerr=[100 * sd for _, _, sd in history], marker=marker, markersize=4,
+                        capsize=2, color=color, linestyle="--" if slot.distilled else "-",
+                        label=f"{slot.method_label} ({slot.key})")
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
                title=f"{model_label(model)} on {dataset_label(d)}")
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -35,6 +35,7 @@ from xnorlab.report.collect import (
     rank,
 )
 from xnorlab.report.references import REFERENCES, Reference, references_for
+from xnorlab.stats import paired_interval
 
 
 def _missing(record: Record, notes: Notes) -> Cell:
@@ -50,6 +51,52 @@ def metric_cell(record: Record, metric: str, fmt: Callable[[float], str], notes:
         return Cell(DASH, [notes.add(
             f"`{record.slot.key}` (run {record.short_id}) logged no `{metric}`")])
     return Cell(fmt(value), run_id=record.run_id)
+
+
+def seed_cell(record: Record, metric: str, digits: int, notes: Notes) -> Cell:
+    """Mean +- standard deviation over seeds, and n: ``1.92 ± 0.05 (3)``; a single seed shows
+    its value alone. A configuration some of whose seeds did not finish gets a note."""
+    cell = metric_cell(record, metric, fmt_fixed(digits), notes)
+    if cell.text == DASH:
+        return cell
+    marks = [notes.add(record.problem)] if record.problem else []
+    if record.n > 1:
+        sd = record.std.get(metric, 0.0)
+        return Cell(f"{cell.text} ± {sd:.{digits}f} ({record.n})", marks, run_id=record.run_id)
+    return Cell(cell.text, marks, run_id=record.run_id)
+
+
+BUDGET_PARAMS = {"epochs": "trainer.max_epochs", "batch_size": "data.batch_size",
+                 "lr": "optim.lr", "lr_end": "optim.lr_end"}
+
+
+def budget(record: Record) -> dict[str, str]:
+    """A run's training budget and schedule, from its logged params."""
+    return {k: record.params.get(p, "?") for k, p in BUDGET_PARAMS.items()}
+
+
+def _budget_text(b: dict[str, str]) -> str:
+    return (f"{b['epochs']} epochs, batch {b['batch_size']}, Adam lr {b['lr']} decaying "
+            f"exponentially to {b['lr_end']}")
+
+
+def budget_notes(records: list[Record], datasets: list[str]) -> str:
+    """One sentence per architecture x dataset: the budget its methods share, or each method's
+    budget where they differ (said so, since the comparison is then unequal)."""
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for r in _by_architecture([r for r in records if r.finished], datasets):
+        if r.slot.model != "kmeans":
+            groups.setdefault((r.slot.model, r.slot.dataset), []).append(r)
+    parts = []
+    for (model, dataset), recs in groups.items():
+        where = f"{model_label(model)} on {dataset_label(dataset)}"
+        budgets = {tuple(budget(r).items()) for r in recs}
+        if len(budgets) == 1:
+            parts.append(f"{where}: {_budget_text(budget(recs[0]))} for every method.")
+        else:
+            each = "; ".join(f"{r.slot.method_label} {_budget_text(budget(r))}" for r in recs)
+            parts.append(f"{where} (UNEQUAL budgets): {each}.")
+    return " ".join(parts)
 
 
 def _status(record: Record) -> tuple[str, str]:
@@ -119,7 +166,7 @@ def table1(records: list[Record], datasets: list[str], suite: str) -> Table:
         row = [Cell(model_label(slot.model)), Cell(label)]
         for d in ds_order:
             rec = next((r for r in recs if r.slot.dataset == d), None)
-            row.append(metric_cell(rec, "test_error_pct", fmt_fixed(2), notes) if rec else Cell())
+            row.append(seed_cell(rec, "test_error_pct", 2, notes) if rec else Cell())
             found = refs(recs[0], d)
             if d in paper_cols:
                 row.append(Cell(" / ".join(f"{x.error_pct:.2f}" for x in found),
@@ -128,6 +175,11 @@ def table1(records: list[Record], datasets: list[str], suite: str) -> Table:
                 out_records.append({
                     **_base_fields(rec),
                     "test_error_pct": rec.metric("test_error_pct"),
+                    "test_error_pct_std": rec.std.get("test_error_pct") if rec.finished else None,
+                    "n_seeds": rec.n,
+                    "seeds": " ".join(str(x.seed) for x in rec.seeds),
+                    "seed_run_ids": " ".join(x.run_id for x in rec.seeds),
+                    **(budget(rec) if rec.finished else dict.fromkeys(BUDGET_PARAMS)),
                     "test_acc": rec.metric("test_acc"),
                     "published_error_pct": " / ".join(f"{x.error_pct:.2f}" for x in found),
                     "published_source": "; ".join(f"{x.paper} {x.variant}" for x in found),
@@ -140,14 +192,23 @@ def table1(records: list[Record], datasets: list[str], suite: str) -> Table:
     listed = " ".join(
         f"{paper}: " + "; ".join(f"{d} {', '.join(v)}" for d, v in by_ds.items()) + "."
         for paper, by_ds in papers.items())
+    caption = (f"Test error (%) of the best-validation checkpoint, suite `{suite}`, as mean ± "
+               "standard deviation over seeds (n seeds); lower is better. Budgets: "
+               f"{budget_notes(records, datasets)}")
+    recipe = ("Recipe differences kept because the papers prescribe them: stochastic weight "
+              "binarization (BinaryConnect stoch., BNN stoch.) starts the latent weights "
+              "U(-1, 1) and scales each binary layer's learning rate by its Glorot factor "
+              "(BinaryConnect, 2015); binarized networks clip latent weights to [-1, 1] after "
+              "each step.")
     return Table(
-        "table1", "Table 1: test error (%)",
-        f"Test error (%) of the best-validation checkpoint, suite `{suite}`; lower is better.",
+        "table1", "Table 1: test error (%)", caption,
         columns, rows, notes,
-        BASE_FIELDS + ["test_error_pct", "test_acc", "published_error_pct", "published_source"],
+        BASE_FIELDS + ["test_error_pct", "test_error_pct_std", "n_seeds", "seeds",
+                       "seed_run_ids", *BUDGET_PARAMS, "test_acc", "published_error_pct",
+                       "published_source"],
         out_records, cell_ids=True,
-        extra_md=("Published test errors, each from its paper's own architecture and training "
-                  f"recipe: {listed}"),
+        extra_md=(f"{recipe} Published test errors, each from its paper's own architecture and "
+                  f"training recipe: {listed}"),
     )
 
 
@@ -362,11 +423,10 @@ def table3(records: list[Record], datasets: list[str], speed: SpeedCells) -> Tab
                 f"No float run of {model_label(s.model)} on {dataset_label(s.dataset)} in the "
                 "suite to compare with.")])
             row += [no_base, no_base, no_base]
-            lost = saved = None
+            lost = half = saved = None
         else:
             row.append(metric_cell(base, "test_error_pct", fmt_fixed(2), notes))
-            lost = _combine(rec, base, "test_acc", "test_acc",
-                            lambda b, a: 100 * (b - a), fmt_fixed(2), notes, row)
+            lost, half = _accuracy_lost(rec, base, notes, row)
             saved = _combine(rec, base, "model_bytes_1bit", "model_bytes_fp32",
                              lambda b, a: b / a if a else None, fmt_ratio, notes, row)
         row += speed.cells(rec, notes, "speedup")
@@ -377,22 +437,40 @@ def table3(records: list[Record], datasets: list[str], speed: SpeedCells) -> Tab
             "baseline_run_id": base.run_id if base else None,
             "test_error_pct": rec.metric("test_error_pct"),
             "baseline_test_error_pct": base.metric("test_error_pct") if base else None,
-            "accuracy_lost_points": lost, "memory_saved_x": saved,
+            "accuracy_lost_points": lost, "accuracy_lost_ci95_half_width": half,
+            "memory_saved_x": saved,
             **speed.raw(rec, "speedup"),
         })
     caption = ("Trade-off of each binarized run against the float run of the same architecture "
                "and dataset: accuracy lost (percentage points of test accuracy, negative = "
-               "gained), memory saved (float32 model bytes / 1-bit model bytes) and inference "
+               "gained; mean over the seeds both trained ± the half-width of its paired 95% "
+               "Student-t interval, seed s of the method against seed s of the float run), "
+               "memory saved (float32 model bytes / 1-bit model bytes) and inference "
                "time saved (speedup of the packed engine over PyTorch float32).")
     if speed.note():
         caption += " " + speed.note()
     return Table(
         "table3", "Table 3: what binarization costs and saves", caption, columns, rows, notes,
         BASE_FIELDS + ["baseline_run_name", "baseline_run_id", "test_error_pct",
-                       "baseline_test_error_pct", "accuracy_lost_points", "memory_saved_x"]
+                       "baseline_test_error_pct", "accuracy_lost_points",
+                       "accuracy_lost_ci95_half_width", "memory_saved_x"]
         + speed.fields("speedup"),
         out_records,
     )
+
+
+def _accuracy_lost(rec: Record, base: Record, notes: Notes,
+                   row: list[Cell]) -> tuple[float | None, float | None]:
+    """Append the accuracy lost (points) with its paired 95% interval over common seeds; with
+    fewer than two common seeds, the difference of the means without an interval."""
+    pair = (paired_interval(base.seed_values("test_acc"), rec.seed_values("test_acc"))
+            if rec.finished and base.finished else None)
+    if pair is None:
+        return _combine(rec, base, "test_acc", "test_acc", lambda b, a: 100 * (b - a),
+                        fmt_fixed(2), notes, row), None
+    mean, half, _ = (100 * pair[0], 100 * pair[1], pair[2])
+    row.append(Cell(f"{mean:.2f} ± {half:.2f}", run_id=rec.run_id))
+    return mean, half
 
 
 def _combine(rec: Record, base: Record, metric: str, base_metric: str,
