@@ -36,6 +36,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 TEXT_JS = ("document.body ? document.body.innerText + ' ' + Array.from(document.images)"
            ".map(i => '[img ' + i.alt + ']').join(' ') : ''")
 
+# Click the first element whose text is t: links first, then buttons, then other controls (the
+# label of a segmented switch); false if there is none.
+CLICK_JS = ("t => { for (const sel of ['a', 'button', 'label', '[role]']) {"
+            " const el = Array.from(document.querySelectorAll(sel))"
+            ".find(e => e.innerText.trim() === t); if (el) { el.click(); return true; } }"
+            " return false; }")
+
 
 class BrowserError(RuntimeError):
     """Chromium failed, or a page did not show what was awaited in time."""
@@ -176,11 +183,7 @@ class Browser:
               timeout: float = 60) -> str:
         """Click the first link or button whose text is `link_text`, as a user would, then
         :meth:`wait` for `expect`; the page's text."""
-        # links first, then buttons, then other controls (a segmented switch's label)
-        js = ("(() => { const t = %s; for (const sel of ['a', 'button', 'label', '[role]'])"
-              " { const el = Array.from(document.querySelectorAll(sel))"
-              ".find(e => e.innerText.trim() === t); if (el) { el.click(); return true; } }"
-              " return false; })()" % json.dumps(link_text))
+        js = f"({CLICK_JS})({json.dumps(link_text)})"
         found = self._call("Runtime.evaluate", {"expression": js, "returnByValue": True},
                            deadline=time.monotonic() + timeout, session=True)["result"]
         if not found.get("value"):
