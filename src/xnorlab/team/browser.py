@@ -174,9 +174,12 @@ class Browser:
 
     def open(self, url: str, expect: Sequence[str], png: Path | None = None,
              timeout: float = 60) -> str:
-        """Load `url`, then :meth:`wait` for `expect`; the page's text."""
-        self._call("Page.navigate", {"url": url}, deadline=time.monotonic() + timeout,
-                   session=True)
+        """Load `url` afresh, as a pasted link, then :meth:`wait` for `expect`; the page's
+        text. (Via about:blank: a URL that differs only in its #fragment would otherwise be a
+        same-page navigation, which MLflow's artifact view does not follow.)"""
+        for target in ("about:blank", url):
+            self._call("Page.navigate", {"url": target}, deadline=time.monotonic() + timeout,
+                       session=True)
         return self.wait(expect, png, timeout, what=url)
 
     def click(self, link_text: str, expect: Sequence[str], png: Path | None = None,
