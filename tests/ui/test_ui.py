@@ -5,6 +5,7 @@ artifacts that open. Screenshots of each page go to reports/ui/ (README)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -29,6 +30,11 @@ pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
 SHOTS = ROOT / "reports" / "ui"
 ML = "workflowType=machine_learning"  # the UI's "Model training" mode (see README)
+# The expander button in the run-name cell of the run named %s (link -> its cell -> button).
+EXPAND_JS = ("(() => { const a = Array.from(document.querySelectorAll('a'))"
+             ".find(e => e.innerText.trim() === %s); const b = a &&"
+             " a.parentElement.parentElement.querySelector('button');"
+             " if (b) b.click(); return Boolean(b); })()")
 GENAI_OVERVIEW = ("Traces 0", "No data available")  # what the issue saw instead of the runs
 
 
@@ -122,12 +128,17 @@ def test_server_ui_shows_sweep_jobs_under_their_parent_and_the_report(
     runs = {r.info.run_name: r for r in client.search_runs([exp_id])}
     parent = next(n for n, r in runs.items() if r.data.tags.get("xnorlab.kind") == "sweep")
 
-    with Browser() as page:
+    with Browser(size=(1900, 900)) as page:
         # top level: the sweep parent (its jobs folded under it) and the report run
         text = page.open(tracking.runs_url(srv.uri, exp_id),
                          [parent, "report-team_bench", f"{WRITERS + 2} matching runs"],
                          SHOTS / "server_runs.png")
         assert "team-s0" not in text  # folded: MLflow lists child runs once expanded
+        # the "+" beside the parent (a button without text in the run-name cell) unfolds them
+        assert page.evaluate(EXPAND_JS % json.dumps(parent)), "no expander beside the parent"
+        text = page.wait([f"team-s{i}" for i in range(WRITERS)],
+                         SHOTS / "server_runs_expanded.png", what="unfolding the sweep")
+        assert text.index(parent) < text.index("team-s0")  # the jobs listed below the parent
 
         job = runs["team-s0"]
         text = page.open(f"{srv.uri}/#/experiments/{exp_id}/runs/{job.info.run_id}?{ML}",

@@ -182,6 +182,12 @@ class Browser:
                        session=True)
         return self.wait(expect, png, timeout, what=url)
 
+    def evaluate(self, js: str, timeout: float = 30) -> Any:
+        """The value of a JavaScript expression in the page."""
+        return self._call("Runtime.evaluate", {"expression": js, "returnByValue": True},
+                          deadline=time.monotonic() + timeout,
+                          session=True)["result"].get("value")
+
     def click(self, link_text: str, expect: Sequence[str], png: Path | None = None,
               timeout: float = 60) -> str:
         """Click the first link or button whose text is `link_text`, as a user would, then
