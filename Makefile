@@ -31,11 +31,12 @@ test-fast: lint
 	python -m pytest -m "not slow" --durations=5
 
 # The MLflow UI on http://127.0.0.1:5000 over the local SQLite store. MLflow 3.17's UI opens
-# experiments in its GenAI mode unless the URL (or the toggle, top left) says model training.
+# experiments in its GenAI mode unless the URL (or the switch, top left) says model training:
+# the printed link opens the runs in model-training mode with the reader's columns.
 UI_PORT ?= 5000
 UI_STORE ?= sqlite:///$(CURDIR)/mlflow.db
 ui: $(STAMP)
-	@echo "Runs: http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
+	@echo "Runs: $$(python pipelines/ui_link.py $(UI_STORE) http://127.0.0.1:$(UI_PORT))"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
 		--workers 1 --backend-store-uri $(UI_STORE)
 

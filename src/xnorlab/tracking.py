@@ -8,6 +8,7 @@ import os
 import platform
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,20 +33,26 @@ __all__ = [
     "prepare_store",
     "project_root",
     "resolve_uri",
+    "runs_url",
     "sqlite_journal_mode",
     "sqlite_path",
     "store_lock",
     "sweep_parent_run",
     "tracked_run",
+    "ui_link",
 ]
 
 PARENT_ID_FILE = "mlflow_parent_run_id"
-# MLflow 3's UI opens an experiment without this tag on its GenAI overview ("Traces"); this
-# value (its model-training kind) makes it open on the runs table.
+# MLflow's model-training kind. The 3.17.2 UI does not read it (its experiment kind follows the
+# "GenAI | Model training" switch or ?workflowType=; see ``runs_url``); other MLflow tools do.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-# A saved view of the runs table (MLflow's "share view"): open
-# <ui>/#/experiments/<id>/runs?viewStateShareKey=<VIEW_KEY> to get these columns.
+# A saved view of the runs table: the experiment tag mlflow.sharedViewState.<VIEW_KEY> holding
+# MLflow 3.17's envelope {name, createdAt, updatedAt, state}, so the UI lists it by VIEW_NAME
+# under "Views"; ``runs_url`` opens it. MLflow has no default view: the table's default
+# columns are fixed in its JS (Source, Models, Dataset) and a browser's own choice persists.
 VIEW_KEY = "xnorlab"
+VIEW_NAME = "xnorlab: dataset, model, quant, error, size, time"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 VIEW_COLUMNS = [
     "tags.`dataset`", "tags.`model`", "tags.`quant`", "tags.`suite`",
     "metrics.`test_error_pct`", "metrics.`model_bytes_1bit`", "metrics.`model_bytes_fp32`",
@@ -121,13 +128,46 @@ def runs_view_state() -> str:
                        "orderByAsc": False})
 
 
+def runs_view_tag(now_ms: int | None = None) -> str:
+    """The value of ``VIEW_TAG``: the view state in MLflow's saved-view envelope."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return json.dumps({"name": VIEW_NAME, "createdAt": now_ms, "updatedAt": now_ms,
+                       "state": runs_view_state()})
+
+
+def _saved_view(value: str | None) -> tuple[str, str] | None:
+    """(name, state) of a saved-view tag value, None for a missing or pre-envelope one."""
+    try:
+        view = json.loads(value or "")
+        return (view["name"], view["state"]) if isinstance(view, dict) else None
+    except (ValueError, KeyError):
+        return None
+
+
+def runs_url(base: str, experiment_id: str) -> str:
+    """The UI's link to an experiment's runs, in model-training mode, in the saved view."""
+    return (f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}")
+
+
+def ui_link(uri: str, base: str, experiment: str = "xnorlab") -> str:
+    """Where a reader should open the UI: `experiment`'s runs (``runs_url``) if the store
+    has it, else the experiment list in model-training mode."""
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    if found is None:
+        return f"{base.rstrip('/')}/#/experiments?workflowType=machine_learning"
+    return runs_url(base, found.experiment_id)
+
+
 def mark_training_experiment(client: MlflowClient, experiment_id: str) -> None:
-    """Tag the experiment as model training and save the runs-table view (idempotent)."""
-    tags = {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{VIEW_KEY}": runs_view_state()}
+    """Tag the experiment as model training and save the runs-table view (idempotent: the
+    view is rewritten only when its name or columns changed)."""
     have = client.get_experiment(experiment_id).tags
-    for key, value in tags.items():
+    for key, value in EXPERIMENT_KIND.items():
         if have.get(key) != value:
             client.set_experiment_tag(experiment_id, key, value)
+    if _saved_view(have.get(VIEW_TAG)) != (VIEW_NAME, runs_view_state()):
+        client.set_experiment_tag(experiment_id, VIEW_TAG, runs_view_tag())
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
