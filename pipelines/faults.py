@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from xnorlab.entry import entry_point
 from xnorlab.faults.harness import run_profile
 from xnorlab.io import write_json
 
@@ -26,7 +27,7 @@ def profile_config(cfg: DictConfig) -> dict:
     return {"name": raw["profile"], **OmegaConf.to_container(merged)}
 
 
-@hydra.main(config_path="../conf", config_name="faults", version_base="1.3")
+@entry_point("faults")
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.utils.to_absolute_path(cfg.out))
     result = run_profile(profile_config(cfg), Path(cfg.work_dir),

@@ -10,11 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from xnorlab.entry import entry_point
 from xnorlab.io import exit_on_full_disk
 from xnorlab.schema import ConfigError
 from xnorlab.train.config import check_train_config
@@ -23,7 +23,7 @@ from xnorlab.train.run import DataError, run
 log = logging.getLogger("xnorlab.train")
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@entry_point("train")
 def main(cfg: DictConfig) -> float:
     try:
         checked = check_train_config(cfg)
