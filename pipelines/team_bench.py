@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from xnorlab.entry import entry_point
+from xnorlab.entry import entry_point, require_keys
 from xnorlab.io import write_json
 from xnorlab.team.bench import run_bench
 
@@ -20,6 +20,8 @@ log = logging.getLogger("xnorlab.team_bench")
 
 @entry_point("team_bench")
 def main(cfg: DictConfig) -> None:
+    require_keys(cfg, "raw_dir", "out", "work_dir", "writers", "epochs", "stores",
+                 "load.enabled", "load.clients", "load.seconds", "load.metrics_per_request")
     result = run_bench(OmegaConf.to_container(cfg, resolve=True))
     write_json(Path(cfg.out), result)
     log.info("wrote %s", cfg.out)
