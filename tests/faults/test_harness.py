@@ -65,6 +65,7 @@ def test_ci_profile_every_fault_survives_and_nothing_is_lost(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     result = json.loads(out.read_text())
+    assert result["complete"], proc.stderr[-3000:]
     failures = {k: c["failures"] for k, c in result["classes"].items() if c["failures"]}
     assert not failures, (failures, proc.stderr[-2000:])
     for name in ("kill", "disk_full", "corrupt", "concurrent_dvc"):

@@ -160,7 +160,7 @@ def config_cases(ref: kills.Reference, work: Path, cfg: dict[str, Any],
             case = Sandbox(work / f"conf-{target}-{i}", sb.raw, sb.train_args)
             conf = case.root / "conf"
             shutil.copytree(conf_copy, conf)
-            bad = corrupt.write_mutant(conf / rel, conf / rel, how, rng)
+            bad = corrupt.write_mutant(conf_copy / rel, conf / rel, how, rng)
             if target == "train":
                 cmd, same = case.train_cmd(inject=False), _trained_like(ref, case)
             else:  # the export reads the reference's checkpoint, writes its own .xnor
