@@ -135,17 +135,15 @@ def _full_error() -> bool:
 
 def _run_checked(task: Task, cfg: DictConfig) -> Any:
     """The entry point's task, behind the checks of the conf files it was composed from."""
-    if _full_error():
-        return task(cfg)
     try:
         bad = bad_conf_file()
         if bad:
             raise ConfigError(bad)
         return task(cfg)
     except Exception as err:
-        msg = task_config_error(err)
+        msg = None if _full_error() else task_config_error(err)
         if msg is None:
-            raise
+            raise  # with HYDRA_FULL_ERROR=1 an empty conf file is refused too, with traceback
     # SystemExit passes Hydra's job runner untouched (it would print "Error executing job")
     sys.exit(f"error: {msg}")
 
