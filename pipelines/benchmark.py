@@ -9,17 +9,17 @@ import logging
 import os
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from xnorlab.bench.stage import log_to_mlflow, run_benchmark
+from xnorlab.entry import entry_point
 from xnorlab.io import write_json
 from xnorlab.schema import BenchmarkConfig, validate
 
 log = logging.getLogger("xnorlab.benchmark")
 
 
-@hydra.main(config_path="../conf", config_name="benchmark", version_base="1.3")
+@entry_point("benchmark")
 def main(cfg: DictConfig) -> None:
     cfg = validate(cfg, BenchmarkConfig, "benchmark")
     report = run_benchmark(cfg)

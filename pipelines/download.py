@@ -7,16 +7,16 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from xnorlab.data.download import DownloadError, download_dataset
+from xnorlab.entry import entry_point
 from xnorlab.schema import ConfigError, DatasetConfig, DownloadConfig, validate
 
 log = logging.getLogger("xnorlab.download")
 
 
-@hydra.main(config_path="../conf", config_name="download", version_base="1.3")
+@entry_point("download")
 def main(cfg: DictConfig) -> None:
     try:
         dataset = validate(cfg.dataset, DatasetConfig, "dataset")

@@ -11,11 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from xnorlab.bench.exactness import compare
 from xnorlab.data.datamodule import ImageDataModule
+from xnorlab.entry import entry_point
 from xnorlab.io import exit_on_full_disk, write_json
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import ExportError, export_to_file
@@ -26,7 +26,7 @@ from xnorlab.train.module import Classifier
 log = logging.getLogger("xnorlab.export")
 
 
-@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+@entry_point("export")
 def main(cfg: DictConfig) -> None:
     try:
         c = checked(cfg, ExportConfig, "export")

@@ -13,12 +13,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from xnorlab.entry import entry_point, require_keys
 from xnorlab.faults.harness import run_profile
 from xnorlab.io import write_json
 
 
 def profile_config(cfg: DictConfig) -> dict:
     """The common settings with the chosen profile's on top."""
+    require_keys(cfg, "profile", "out", "work_dir", "common", "profiles")
     raw = OmegaConf.to_container(cfg, resolve=True)
     if raw["profile"] not in raw["profiles"]:
         sys.exit(f"error: profile={raw['profile']!r}: choose one of {sorted(raw['profiles'])}")
@@ -26,7 +28,7 @@ def profile_config(cfg: DictConfig) -> dict:
     return {"name": raw["profile"], **OmegaConf.to_container(merged)}
 
 
-@hydra.main(config_path="../conf", config_name="faults", version_base="1.3")
+@entry_point("faults")
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.utils.to_absolute_path(cfg.out))
     result = run_profile(profile_config(cfg), Path(cfg.work_dir),

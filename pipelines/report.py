@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
+from xnorlab.entry import entry_point
 from xnorlab.io import exit_on_full_disk
 from xnorlab.report.build import make_report
 from xnorlab.report.config import check_report_config
@@ -22,7 +22,7 @@ from xnorlab.schema import ConfigError
 log = logging.getLogger("xnorlab.report")
 
 
-@hydra.main(config_path="../conf", config_name="report", version_base="1.3")
+@entry_point("report")
 def main(cfg: DictConfig) -> None:
     try:
         checked = check_report_config(cfg)

@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
+from xnorlab.entry import entry_point
 from xnorlab.schema import ConfigError, RunSuiteConfig, checked, suite_seeds
 
 log = logging.getLogger("xnorlab.suite")
@@ -45,7 +45,7 @@ def run_commands(cfg: DictConfig) -> list[tuple[str, list[str]]]:
     return commands
 
 
-@hydra.main(config_path="../conf", config_name="run_suite", version_base="1.3")
+@entry_point("run_suite")
 def main(cfg: DictConfig) -> None:
     try:
         commands = run_commands(cfg)

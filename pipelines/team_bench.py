@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from xnorlab.entry import entry_point, require_keys
 from xnorlab.io import write_json
 from xnorlab.team.bench import run_bench
 
 log = logging.getLogger("xnorlab.team_bench")
 
 
-@hydra.main(config_path="../conf", config_name="team_bench", version_base="1.3")
+@entry_point("team_bench")
 def main(cfg: DictConfig) -> None:
+    require_keys(cfg, "raw_dir", "out", "work_dir", "writers", "epochs", "stores",
+                 "load.enabled", "load.clients", "load.seconds", "load.metrics_per_request")
     result = run_bench(OmegaConf.to_container(cfg, resolve=True))
     write_json(Path(cfg.out), result)
     log.info("wrote %s", cfg.out)

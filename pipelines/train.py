@@ -10,25 +10,29 @@ import logging
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from xnorlab.entry import entry_point
 from xnorlab.io import exit_on_full_disk
 from xnorlab.schema import ConfigError
-from xnorlab.train.config import check_train_config
-from xnorlab.train.run import DataError, run
 
 log = logging.getLogger("xnorlab.train")
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@entry_point("train")
 def main(cfg: DictConfig) -> float:
+    # torch and Lightning load only once the config composed (seconds on a busy machine), so
+    # a bad conf file, override or key is reported at once
+    from xnorlab.train.config import check_train_config
+
     try:
         checked = check_train_config(cfg)
     except ConfigError as err:
         sys.exit(f"error: {err}")
+    from xnorlab.train.run import DataError, run
+
     hc = HydraConfig.get()
     sweep_dir = Path(hc.sweep.dir).resolve() if hc.mode == RunMode.MULTIRUN else None
     try:

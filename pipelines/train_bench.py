@@ -12,20 +12,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from xnorlab import tracking
 from xnorlab.bench.train_bench import bench_cases, run_train_bench
+from xnorlab.entry import entry_point, require_keys
 from xnorlab.io import cpu_info, write_json
 
 log = logging.getLogger("xnorlab.train_bench")
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-@hydra.main(config_path="../conf", config_name="train_bench", version_base="1.3")
+@entry_point("train_bench")
 def main(full: DictConfig) -> None:
+    require_keys(full, "suite.name", "suite.runs", "data.batch_size", *(
+        f"bench.{k}" for k in ("out", "datasets", "only", "steps", "warmup", "repeats",
+                               "epoch_examples", "compare_lean", "compare_before",
+                               "memory_batches", "lightning_progress_bar", "threads")))
     cfg = full.bench
     base = OmegaConf.masked_copy(full, [k for k in full if k != "bench"])
     if cfg.threads:

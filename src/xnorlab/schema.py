@@ -8,10 +8,10 @@ them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -257,13 +257,42 @@ def validate(node: Any, schema: type, where: str) -> DictConfig:
     try:
         if isinstance(node, DictConfig):  # resolve against its root (`${paths.raw_dir}`, ...)
             node = OmegaConf.to_container(node, resolve=True)
+        shape = _not_a_mapping(node, schema, "")
+        if shape:
+            raise ConfigError(f"invalid `{where}` config: {shape}")
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"invalid `{where}` config: {err}") from err
+        raise ConfigError(f"invalid `{where}` config: {omegaconf_message(err)}") from err
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise ConfigError(f"invalid `{where}` config: missing keys {missing}")
     return merged
+
+
+def omegaconf_message(err: OmegaConfBaseException) -> str:
+    """OmegaConf's message on one line, with the offending key (it prints them on three)."""
+    text = str(err).split("\n    full_key:")[0]
+    msg = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    key = getattr(err, "full_key", None)
+    return f"{msg} (key `{key}`)" if key and f"'{key}'" not in msg else msg
+
+
+def _not_a_mapping(node: Any, schema: type, prefix: str) -> str | None:
+    """Where ``node`` holds a list, a string or a number in place of a group of settings (a
+    conf file of the wrong type): OmegaConf's merge error would not name the key."""
+    if not isinstance(node, dict):
+        return f"`{prefix.rstrip('.') or '.'}` must be a mapping of settings, got {_kind(node)}"
+    for name, hint in get_type_hints(schema).items():
+        if not is_dataclass(hint) or name not in node:
+            continue
+        deeper = _not_a_mapping(node[name], hint, f"{prefix}{name}.")  # type: ignore[arg-type]
+        if deeper:
+            return deeper
+    return None
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r:.60}"
 
 
 def checked(cfg: Any, schema: type, where: str) -> dict[str, Any]:

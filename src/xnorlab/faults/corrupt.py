@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from xnorlab.faults.outcome import Tally
 from xnorlab.faults.workspace import Proc
@@ -50,9 +51,39 @@ def directory(data: bytes, rng: random.Random) -> None:
     return None
 
 
+def wrong_type(data: bytes, rng: random.Random) -> bytes:
+    """A YAML mapping with one leaf value, drawn at random, replaced by a value of another type
+    (a number by a word, a word or a flag by a list, null by a mapping)."""
+    doc = yaml.safe_load(data)
+    if not isinstance(doc, dict) or not doc:
+        return yaml.safe_dump(["not", "a", "mapping"]).encode()
+    header = b"".join(line + b"\n" for line in data.splitlines() if line.startswith(b"# @"))
+    leaves: list[tuple[dict, str]] = []
+
+    def walk(node: dict) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                walk(value)
+            else:
+                leaves.append((node, key))
+
+    walk(doc)
+    node, key = rng.choice(leaves)
+    value = node[key]
+    if isinstance(value, bool) or isinstance(value, str):
+        node[key] = [1, 2]
+    elif isinstance(value, (int, float)):
+        node[key] = "many"
+    elif value is None:
+        node[key] = {"a": [1]}
+    else:
+        node[key] = 3.5
+    return header + yaml.safe_dump(doc, sort_keys=False).encode()
+
+
 MUTATORS: dict[str, Mutator] = {
     "truncate": truncate, "bitflip": flip_bits, "empty": empty, "random": random_bytes,
-    "text": text, "directory": directory,
+    "text": text, "directory": directory, "wrong_type": wrong_type,
 }
 
 
@@ -74,8 +105,11 @@ def write_mutant(good: Path, dest: Path, how: str, rng: random.Random,
 
 
 def judge(proc: Proc, path: Path, same_answer: Callable[[Proc], bool],
-          must_name: bool = True) -> list[str]:
-    """What is wrong with how a command met a bad file (empty: nothing)."""
+          must_name: bool = True, names: tuple[str, ...] = (),
+          one_line: bool = False) -> list[str]:
+    """What is wrong with how a command met a bad file (empty: nothing). ``names``: other
+    words an error may name instead of the file (a config's keys); ``one_line``: the error
+    must be the last line of stderr and start with ``error:``."""
     if proc.timed_out:
         return [f"hang: no answer within the time limit on {path.name}"]
     problems = []
@@ -86,9 +120,11 @@ def judge(proc: Proc, path: Path, same_answer: Callable[[Proc], bool],
         if not same_answer(proc):
             problems.append("wrong answer: exit 0 with an answer other than the intact file's")
         return problems
-    if must_name and str(path) not in proc.stderr and path.name not in proc.stderr:
-        tail = proc.stderr.strip().splitlines()[-1:] or [""]
-        problems.append(f"error does not name {path.name}: {tail[0][:300]}")
+    tail = (proc.stderr.strip().splitlines()[-1:] or [""])[0]
+    if must_name and not any(n in proc.stderr for n in (str(path), path.name, *names)):
+        problems.append(f"error does not name {path.name}: {tail[:300]}")
+    if one_line and not tail.startswith("error: "):
+        problems.append(f"no one-line error at the end: {tail[:300]}")
     return problems
 
 
@@ -100,14 +136,17 @@ class Case:
     path: Path
     run: Callable[[], Proc]
     same_answer: Callable[[Proc], bool]
-    must_name: bool = True  # the error must name the file
+    must_name: bool = True  # the error must name the file (or one of ``names``)
+    names: tuple[str, ...] = ()
+    one_line: bool = False
 
 
 def run_cases(cases: list[Case]) -> Tally:
     tally = Tally()
     for case in cases:
         proc = case.run()
-        problems = judge(proc, case.path, case.same_answer, case.must_name)
+        problems = judge(proc, case.path, case.same_answer, case.must_name, case.names,
+                         case.one_line)
         tally.add(case.name, problems, exit=proc.returncode)
     return tally
 

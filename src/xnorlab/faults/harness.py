@@ -50,6 +50,7 @@ def predict_cases(ref: kills.Reference, work: Path, cfg: dict[str, Any],
         raise RuntimeError(f"predict on intact files failed: {intact.stderr[-800:]}")
     t = cfg["timeout_s"]
     cases = []
+    no_labels = _no_labels(packed, images)  # once: the answer every images case must give
 
     def add(kind: str, how: str, path: Path, cmd: list[str], expected: str) -> None:
         cases.append(corrupt.Case(f"{kind}:{how}", path,
@@ -60,7 +61,7 @@ def predict_cases(ref: kills.Reference, work: Path, cfg: dict[str, Any],
         add("xnor", how, bad, predict_cmd(bad, images, labels=labels), intact.stdout)
         bad = corrupt.write_mutant(images, work / "idx" / f"{i}-{how}-images", how, rng,
                                    _header_only(how))
-        add("idx-images", how, bad, predict_cmd(packed, bad), _no_labels(packed, images))
+        add("idx-images", how, bad, predict_cmd(packed, bad), no_labels)
         bad = corrupt.write_mutant(labels, work / "idx" / f"{i}-{how}-labels", how, rng,
                                    _header_only(how))
         add("idx-labels", how, bad, predict_cmd(packed, images, labels=bad), intact.stdout)
@@ -68,7 +69,7 @@ def predict_cases(ref: kills.Reference, work: Path, cfg: dict[str, Any],
     from xnorlab.data.idx import read_idx
 
     gray = read_idx(images)[0]
-    first = _no_labels(packed, images).splitlines()[0]
+    first = no_labels.splitlines()[0]
     for name, (path, refuse) in corrupt.image_variants(gray, work / "png").items():
         add("png", name, path, predict_cmd(packed, path), "" if refuse else first + "\n")
     return cases
@@ -124,24 +125,57 @@ def _network(packed: Path) -> bytes:
     return pickle.dumps((model.layers, model.input_shape))
 
 
+# the conf/ file mutated per entry point, in a copy given with --config-path
+CONFIG_TARGETS = {"train": "trainer/smoke.yaml", "export": "export.yaml"}
+
+
+def _config_hows(rounds: int) -> list[str]:
+    """``rounds`` of truncation, bit flips and a value of the wrong type, then empty and a
+    directory in place of the file."""
+    return [h for _ in range(rounds) for h in ("truncate", "bitflip", "wrong_type")] + [
+        "empty", "directory"]
+
+
+def _config_names(intact: Path, rel: str) -> tuple[str, ...]:
+    """What an error about a mutated conf file may name instead of its path: its group/name
+    or one of its keys (a value of the wrong type is best reported by its key)."""
+    keys = [k for k in (yaml.safe_load(intact.read_text()) or {}) if k != "defaults"]
+    return (rel.removesuffix(".yaml"), *(f"{q}{k}" for k in keys for q in ("`", "'")),
+            *(f"{k}." for k in keys))
+
+
 def config_cases(ref: kills.Reference, work: Path, cfg: dict[str, Any],
                  rng: random.Random) -> list[corrupt.Case]:
-    """A mutated conf/ file (a copy, via --config-path) and a mutated saved config.yaml."""
+    """Mutated conf/ files (in a copy, via --config-path) given to the entry points that read
+    them, and mutated config.yaml files saved beside an unfinished run (read on resume). Exit
+    0 must give the intact run's answer; an error must be one line naming the file or key."""
     sb = ref.sandbox
+    conf_copy = sb.root.parent / "conf-copy"
+    want_xnor = _network(sb.root / "packed" / f"{sb.run_name}.xnor")
     cases = []
-    for i, how in enumerate(_hows(1)[: cfg["config_cases"]]):
-        case = Sandbox(work / f"conf-{i}", sb.raw, sb.train_args)
-        conf = case.root / "conf"
-        shutil.copytree(sb.root.parent / "conf-copy", conf)
-        bad = corrupt.write_mutant(conf / "trainer" / "smoke.yaml",
-                                   conf / "trainer" / "smoke.yaml", how, rng)
-        cmd = case.train_cmd(inject=False)
-        cmd.insert(2, f"--config-path={conf}")
-        # a truncated or flipped config can still be valid YAML of other values: the error
-        # must be clear, but it may name the offending value rather than the file
-        cases.append(corrupt.Case(f"config:{how}", bad,
-                                  lambda cmd=cmd: run_cmd(cmd, env=case_env()),
-                                  _trained_like(ref, case), must_name=False))
+    for target in cfg["config_targets"]:
+        rel = CONFIG_TARGETS[target]
+        names = _config_names(conf_copy / rel, rel)
+        for i, how in enumerate(_config_hows(cfg["config_rounds"])):
+            case = Sandbox(work / f"conf-{target}-{i}", sb.raw, sb.train_args)
+            conf = case.root / "conf"
+            shutil.copytree(conf_copy, conf)
+            bad = corrupt.write_mutant(conf_copy / rel, conf / rel, how, rng)
+            if target == "train":
+                cmd, same = case.train_cmd(inject=False), _trained_like(ref, case)
+            else:  # the export reads the reference's checkpoint, writes its own .xnor
+                out = case.root / "packed"
+                cmd = sb.export_cmd(inject=False, out_dir=out)
+
+                def same(proc: Proc, out: Path = out) -> bool:
+                    f = out / f"{sb.run_name}.xnor"
+                    return f.exists() and _network(f) == want_xnor
+            cmd.insert(2, f"--config-path={conf}")
+            cases.append(corrupt.Case(f"config-{target}:{how}", bad,
+                                      lambda cmd=cmd: run_cmd(cmd, env=case_env()), same,
+                                      names=names, one_line=True))
+    saved = _config_hows(1) * 2
+    for i, how in enumerate(saved[: cfg["saved_config_cases"]]):
         case = Sandbox(work / f"saved-{i}", sb.raw, sb.train_args)
         shutil.copytree(sb.out_dir, case.out_dir)
         (case.out_dir / "metrics.json").unlink()  # an unfinished run: it will try to resume
@@ -150,7 +184,7 @@ def config_cases(ref: kills.Reference, work: Path, cfg: dict[str, Any],
         cmd = case.train_cmd(inject=False)
         cases.append(corrupt.Case(f"saved-config:{how}", bad,
                                   lambda cmd=cmd: run_cmd(cmd, env=case_env()),
-                                  _trained_like(ref, case)))
+                                  _trained_like(ref, case), one_line=True))
     return cases
 
 
@@ -209,12 +243,16 @@ def disk_cases(ref: kills.Reference, cfg: dict[str, Any]) -> list[tuple[str, str
         shutil.copy(sb.root / kills.TRAINED_STORE, case.root / "mlflow.db")
 
         def populate(m: Path) -> None:
-            shutil.copytree(sb.root / "reports", m, dirs_exist_ok=True)
+            # beside, not in, the output folder: the report skips files whose bytes it would
+            # not change, so over its own earlier output it had nothing to write and rightly
+            # exited 0 on the full disk (a harness bug, seen in the long profile)
+            shutil.copytree(sb.root / "reports", m / "earlier-reports")
 
         return dict(populate=populate, free_bytes=free["report"],
-                    run=lambda: run_cmd(case.report_cmd(inject=False, out_dir=mount),
+                    run=lambda: run_cmd(case.report_cmd(inject=False,
+                                                        out_dir=mount / "reports"),
                                         env=case_env()),
-                    after=lambda proc: _equal(_files(mount), want_reports))
+                    after=lambda proc: _equal(_files(mount / "reports"), want_reports))
 
     size = cfg["tmpfs_size"]
     makers = {"checkpoint": train, "mlflow-artifact": artifacts, "xnor": xnor,
@@ -256,7 +294,11 @@ def run_profile(cfg: dict[str, Any], work: Path,
     make_empty_store(work / "empty-mlflow.db")
     sb = Sandbox(work / "reference", raw, list(cfg["train_args"]))
     _log("reference run of train, export and report")
-    ref = kills.make_reference(sb)
+    # the report stage is only run, killed or starved of disk by some profiles (not CI's)
+    need_report = ("kill" in cfg["classes"]
+                   and cfg["kills"]["cases"] > kills.PLAN.index(("report", "write"))) or (
+                       "disk_full" in cfg["classes"] and "report" in cfg["disk"]["cases"])
+    ref = kills.make_reference(sb, report=need_report)
     tallies: dict[str, Tally] = {}
     seconds: dict[str, float] = {}
 

@@ -36,7 +36,18 @@ class Tally:
 
 def summary(tallies: dict[str, Tally]) -> dict[str, Any]:
     """The report's per-class figures and totals."""
-    classes = {name: t.as_dict() for name, t in tallies.items()}
+    classes = {name: {**t.as_dict(), "by_kind": by_kind(t)} for name, t in tallies.items()}
     total = {k: sum(t[k] for t in classes.values())
              for k in ("tried", "survived", "lost", "duplicated")}
     return {"classes": classes, "total": total}
+
+
+def by_kind(tally: Tally) -> dict[str, dict[str, int]]:
+    """Cases tried and survived per kind, the part of a case's name before its first colon
+    (``config-train:bitflip`` -> ``config-train``; ``train:step:7`` -> ``train``)."""
+    out: dict[str, dict[str, int]] = {}
+    for case in tally.cases:
+        kind = out.setdefault(case["case"].split(":")[0], {"tried": 0, "survived": 0})
+        kind["tried"] += 1
+        kind["survived"] += bool(case["ok"])
+    return out
