@@ -28,12 +28,13 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .bits import n_words
+from .bits import n_words, unpack_signs, valid_mask
 from .reference import ConvTaps, Int8Weights, conv_taps, int8_weights, or_pool
 
 __all__ = [
     "Act",
     "Conv2d",
+    "RealDense",
     "Dense",
     "Flatten",
     "LAYER_TYPES",
@@ -43,6 +44,7 @@ __all__ = [
     "THRESH_MIN",
     "im2col_bits",
     "im2col_uint8",
+    "infer_shapes",
     "input_shape_of",
     "or_pool",
 ]
@@ -59,7 +61,8 @@ class Act:
 
     ``kind``: ``"u8"`` (uint8, any shape after the batch axis; image = (N, C, H, W)),
     ``"bits_image"`` (uint64 (N, H, W, words), ``channels`` real bits per pixel),
-    ``"bits_flat"`` (uint64 (N, words), ``features`` real bits), ``"scores"`` (float32 (N, C)).
+    ``"bits_flat"`` (uint64 (N, words), ``features`` real bits), ``"real_flat"`` (float32
+    (N, features), BinaryConnect activations), ``"scores"`` (float32 (N, C)).
     """
 
     kind: str
@@ -72,7 +75,7 @@ class Act:
 class Shape:
     """Static shape of an activation (for validation at load time)."""
 
-    kind: str  # "u8_image", "u8_flat", "bits_image", "bits_flat", "scores"
+    kind: str  # "u8_image", "u8_flat", "bits_image", "bits_flat", "real_flat", "scores"
     dims: tuple[int, ...]  # u8_image: (C, H, W); bits_image: (H, W, C); flat: (K,)
     words: int = 0  # words per row (flat) or per pixel (image)
     image: tuple[int, int, int] | None = None  # bits_flat made by flattening (H, W, C) bits
@@ -95,6 +98,15 @@ def _quad(v: Any) -> tuple[int, int, int, int]:
     if len(t) != 4 or min(t) < 0:
         raise ValueError(f"padding must be (top, bottom, left, right) >= 0, got {v!r}")
     return t  # type: ignore[return-value]
+
+
+def _check_padding_bits(weight: np.ndarray, groups: int, bits: int, what: str) -> None:
+    """Each row of ``weight`` is ``groups`` runs of ``n_words(bits)`` words whose bits at and
+    above ``bits`` (per run) must be 0: set padding bits would count in ``popcount(a ^ w)``."""
+    mask = valid_mask(bits)
+    rows = weight.reshape(weight.shape[0], groups, mask.size)
+    if np.any(rows & ~mask):
+        raise ValueError(f"{what}: weight words have padding bits set (must be 0)")
 
 
 # -- data movement (im2col: the tests' oracle for the conv kernels) ----------------------------
@@ -210,6 +222,12 @@ class _Compute(Layer):
             if arr.shape != (n_out,):
                 raise ValueError(f"{self.type_name}: output stage arrays need shape ({n_out},)")
 
+    def _check_spec(self, params: dict[str, Any], n_out_key: str) -> None:
+        """The redundant params of a file agree with its arrays."""
+        output = "bits" if self.outputs_bits else "scores"
+        if params["output"] != output or params[n_out_key] != self.weight.shape[0]:  # type: ignore[attr-defined]
+            raise ValueError(f"params output/{n_out_key} do not match the arrays")
+
     def _finish(self, y: np.ndarray, ops: Any) -> np.ndarray:
         """Apply the output stage to int32 (M, out) pre-activations."""
         if self.thresh is not None:
@@ -257,7 +275,7 @@ class Dense(_Compute):
 
     @classmethod
     def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Dense:
-        return cls(
+        layer = cls(
             weight=arrays["weight"],
             in_features=int(params["in_features"]),
             uint8_input=bool(params["uint8_input"]),
@@ -266,6 +284,8 @@ class Dense(_Compute):
             scale=arrays.get("scale"),
             shift=arrays.get("shift"),
         )
+        layer._check_spec(params, "out_features")
+        return layer
 
     def out_shape(self, s: Shape) -> Shape:
         if self.uint8_input:
@@ -278,6 +298,11 @@ class Dense(_Compute):
             raise ValueError(
                 f"dense expects {want}[{self.in_features}], gets {s.describe()} ({s.words} words)"
             )
+        if s.image is not None and not self.uint8_input:  # per-pixel words after a flatten
+            h, w, c = s.image
+            _check_padding_bits(self.weight, h * w, c, "dense")
+        else:
+            _check_padding_bits(self.weight, 1, self.in_features, "dense")
         n = self.out_features
         if self.outputs_bits:
             return Shape("bits_flat", (n,), n_words(n))
@@ -374,7 +399,7 @@ class Conv2d(_Compute):
 
     @classmethod
     def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Conv2d:
-        return cls(
+        layer = cls(
             weight=arrays["weight"],
             in_channels=int(params["in_channels"]),
             kernel=tuple(params["kernel"]),
@@ -386,6 +411,8 @@ class Conv2d(_Compute):
             scale=arrays.get("scale"),
             shift=arrays.get("shift"),
         )
+        layer._check_spec(params, "out_channels")
+        return layer
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
         pt, pb, pl, pr = self.padding
@@ -411,6 +438,11 @@ class Conv2d(_Compute):
                 )
             h, w = s.dims[0], s.dims[1]
         ho, wo = self._out_hw(h, w)
+        if self.uint8_input:
+            _check_padding_bits(self.weight, 1, self.fan_in, "conv2d")
+        else:
+            _check_padding_bits(self.weight, self.kernel[0] * self.kernel[1], self.in_channels,
+                                "conv2d")
         if not self.outputs_bits:
             raise ValueError("conv2d as the last layer (scores) is not supported")
         return Shape("bits_image", (ho, wo, self.out_channels), n_words(self.out_channels))
@@ -457,6 +489,10 @@ class MaxPool2d(Layer):
         self.padding = _pair(self.padding)
         if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError("maxpool2d: kernel and stride must be >= 1, padding >= 0")
+        # torch's rule: a window never lies wholly in the padding (whose fill, bit 0 = -1,
+        # would then be the output instead of torch's -inf)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel, strict=True)):
+            raise ValueError("maxpool2d: padding must be at most half the kernel")
 
     def params(self) -> dict[str, Any]:
         return {
@@ -518,14 +554,138 @@ class Flatten(Layer):
         return a, None
 
 
+@dataclass(eq=False)
+class RealDense(Layer):
+    """Binary weights, real activations (BinaryConnect): ``y = x . w`` with ``w`` in {-1, +1}.
+
+    ``weight``: uint64 (out_features, n_words(in_features)), packed like :class:`Dense`; the
+    input is uint8 (``input="uint8"``, the first layer) or float32 activations (``"real"``).
+    ``y`` is a float32 GEMM of the input with the weights unpacked to +-1 float32 (built on
+    first use); on uint8 input every partial sum is an integer below 2^24, so ``y`` is exact.
+    Output ``"hardtanh"``: ``clip(scale * y + shift, -1, 1)``, float32 activations for the
+    next :class:`RealDense`; ``"scores"``: ``scale * y + shift`` (each product and sum rounded
+    to float32 separately, no fused multiply-add).
+    """
+
+    type_name: ClassVar[str] = "real_dense"
+    array_names: ClassVar[tuple[str, ...]] = ("weight", "scale", "shift")
+
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    in_features: int = 0
+    uint8_input: bool = False
+    hardtanh: bool = False
+    scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    _pm1: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
+        if self.weight.ndim != 2 or self.weight.shape[1] != n_words(self.in_features):
+            raise ValueError("real_dense: weight must be (out_features, n_words(in_features))")
+        if self.uint8_input and 255 * self.in_features >= 1 << 24:
+            raise ValueError("real_dense: uint8 input needs 255 * in_features < 2^24 (exact)")
+        n = self.out_features
+        self.scale = np.ascontiguousarray(self.scale, dtype=np.float32).reshape(-1)
+        self.shift = np.ascontiguousarray(self.shift, dtype=np.float32).reshape(-1)
+        if self.scale.shape != (n,) or self.shift.shape != (n,):
+            raise ValueError(f"real_dense: scale and shift need shape ({n},)")
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def outputs_bits(self) -> bool:
+        return False
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "in_features": int(self.in_features),
+            "out_features": self.out_features,
+            "input": "uint8" if self.uint8_input else "real",
+            "output": "hardtanh" if self.hardtanh else "scores",
+        }
+
+    @classmethod
+    def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> RealDense:
+        if params["input"] not in ("uint8", "real") or params["output"] not in (
+            "hardtanh", "scores"
+        ):
+            raise ValueError(f"bad input/output {params['input']!r}/{params['output']!r}")
+        layer = cls(
+            weight=arrays["weight"],
+            in_features=int(params["in_features"]),
+            uint8_input=params["input"] == "uint8",
+            hardtanh=params["output"] == "hardtanh",
+            scale=arrays["scale"],
+            shift=arrays["shift"],
+        )
+        if params["out_features"] != layer.out_features:
+            raise ValueError("out_features does not match the weight")
+        return layer
+
+    def out_shape(self, s: Shape) -> Shape:
+        want = "u8_flat" if self.uint8_input else "real_flat"
+        if s.kind != want or s.dims != (self.in_features,):
+            raise ValueError(f"real_dense expects {want}[{self.in_features}], gets {s.describe()}")
+        _check_padding_bits(self.weight, 1, self.in_features, "real_dense")
+        return Shape("real_flat" if self.hardtanh else "scores", (self.out_features,))
+
+    @property
+    def pm1(self) -> np.ndarray:
+        """The weights as +-1 float32 (in_features, out_features), built on first use."""
+        if self._pm1 is None:
+            w = unpack_signs(self.weight, self.in_features, np.float32)
+            self._pm1 = np.ascontiguousarray(w.T)
+        return self._pm1
+
+    def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
+        x = np.ascontiguousarray(a.data, dtype=np.float32)
+        y = x @ self.pm1
+        z = y * self.scale
+        z += self.shift
+        if self.hardtanh:
+            np.clip(z, -1.0, 1.0, out=z)
+            return Act("real_flat", z, features=self.out_features), y if want_int else None
+        return Act("scores", z), y if want_int else None
+
+
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type_name: cls for cls in (Dense, Conv2d, MaxPool2d, Flatten)
+    cls.type_name: cls for cls in (Dense, Conv2d, MaxPool2d, Flatten, RealDense)
 }
+
+
+#: Largest activation a file may describe, in values per sample: bounds what a corrupt or
+#: hostile header can make the engine allocate (the suite's largest is 28*28*16 bits).
+MAX_ACTIVATION = 1 << 24
+
+
+def infer_shapes(layers: list[Layer], input_shape: tuple[int, ...]) -> list[Shape]:
+    """Static shapes of the input and of every layer's output; ``ValueError`` if the layers do
+    not chain, a weight has padding bits set, an activation exceeds :data:`MAX_ACTIVATION`, or
+    anything but the last layer produces scores."""
+    s = input_shape_of(input_shape)
+    shapes = [s]
+    for i, layer in enumerate(layers):
+        try:
+            s = layer.out_shape(s)
+        except ValueError as e:
+            raise ValueError(f"layer {i} ({layer.type_name}): {e}") from None
+        if math.prod(s.dims) > MAX_ACTIVATION:
+            raise ValueError(f"layer {i} ({layer.type_name}): output {s.describe()} too large")
+        if s.kind == "scores" and i != len(layers) - 1:
+            raise ValueError(f"layer {i} produces scores but is not the last layer")
+        shapes.append(s)
+    if shapes[-1].kind != "scores":
+        raise ValueError("the last layer must produce scores (a dense layer with scale/shift)")
+    return shapes
 
 
 def input_shape_of(input_shape: tuple[int, ...]) -> Shape:
     """The static :class:`Shape` of the engine input (uint8 (C, H, W) or flat (K,))."""
     dims = tuple(int(d) for d in input_shape)
+    if min(dims, default=0) < 1 or math.prod(dims) > MAX_ACTIVATION:
+        raise ValueError(f"input_shape {input_shape} is empty or too large")
     if len(dims) == 3:
         return Shape("u8_image", dims)
     if len(dims) == 1:
