@@ -49,6 +49,7 @@ from .layers import (
     Flatten,
     Layer,
     MaxPool2d,
+    RealDense,
     input_shape_of,
 )
 from .thresholds import ThresholdError, derive_thresholds, verify_thresholds
@@ -191,7 +192,67 @@ def export_layers(
         model.train(was_training)
 
 
+def _real_activations(mods, BinaryLinear, BinaryConv2d) -> bool:
+    """BinaryConnect: binary layers after the first take real (Hardtanh) activations."""
+    binary = [m for _, m in mods if isinstance(m, BinaryLinear | BinaryConv2d)]
+    return len(binary) > 1 and binary[1].input_quantizer is None
+
+
+def _walk_real(mods, input_shape, BinaryLinear) -> list[Layer]:
+    """BinaryConnect MLP / logreg: ``[Flatten], (BinaryLinear, [BatchNorm1d], [Hardtanh])*``,
+    every layer a :class:`RealDense` (binary weights; BN and alpha folded into scale/shift)."""
+    shape = input_shape_of(input_shape)
+    out: list[Layer] = []
+    k = 0
+    while k < len(mods):
+        idx, m = mods[k]
+        if isinstance(m, nn.Flatten) and not out:
+            if m.start_dim != 1 or m.end_dim != -1:
+                raise ExportError(f"module {idx}: Flatten must use start_dim=1, end_dim=-1")
+            out.append(Flatten())
+            shape = out[-1].out_shape(shape)
+            k += 1
+            continue
+        if not isinstance(m, BinaryLinear):
+            raise ExportError(
+                f"module {idx} ({type(m).__name__}): a model with real activations "
+                "(BinaryConnect) packs only Flatten and BinaryLinear -> BatchNorm1d -> Hardtanh"
+            )
+        if m.input_quantizer is not None or getattr(m, "activation_scale", False):
+            raise ExportError(f"module {idx}: mixes binarized and real activations")
+        bits, alpha = _kernel_signs_and_alpha(m)
+        k += 1
+        bn = None
+        if k < len(mods) and isinstance(mods[k][1], nn.BatchNorm1d):
+            bn = mods[k][1]
+            _bn_check(bn, m.out_features, mods[k][0])
+            k += 1
+        act = k < len(mods) and isinstance(mods[k][1], nn.Hardtanh)
+        if act:
+            ht = mods[k][1]
+            if (ht.min_val, ht.max_val) != (-1.0, 1.0):
+                raise ExportError(f"module {mods[k][0]}: Hardtanh must clip to [-1, 1]")
+            k += 1
+        elif k < len(mods):
+            j, extra = mods[k]
+            raise ExportError(f"module {j} ({type(extra).__name__}) cannot follow a layer here")
+        scale, shift = _affine(m, alpha, bn, m.out_features)
+        layer = RealDense(weight=pack_bits(bits.numpy()), in_features=m.in_features,
+                          uint8_input=shape.kind == "u8_flat", hardtanh=act,
+                          scale=scale, shift=shift)
+        try:
+            shape = layer.out_shape(shape)
+        except ValueError as e:
+            raise ExportError(f"module {idx}: {e}") from None
+        out.append(layer)
+    if shape.kind != "scores":
+        raise ExportError("the last layer must give the scores (no Hardtanh after it)")
+    return out
+
+
 def _walk(mods, input_shape, verify, BinaryLinear, BinaryConv2d) -> list[Layer]:
+    if _real_activations(mods, BinaryLinear, BinaryConv2d):
+        return _walk_real(mods, input_shape, BinaryLinear)
     shape = input_shape_of(input_shape)
     out: list[Layer] = []
     binary_idx = [k for k, (_, m) in enumerate(mods) if isinstance(m, BinaryLinear | BinaryConv2d)]
@@ -399,12 +460,17 @@ def _jsonable(cfg: Any) -> Any:
 # -- torch-side reference ---------------------------------------------------------------------
 
 
-def torch_integer_preactivations(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
-    """Exact integer pre-activations of every binary layer of ``model`` on float input ``x``.
+def torch_integer_preactivations(
+    model: nn.Module, x: torch.Tensor, *, allow_real: bool = False
+) -> list[np.ndarray]:
+    """Exact pre-activations of every binary layer of ``model`` on float input ``x``.
 
     Runs the model in eval mode, captures each binary layer's input, and recomputes
-    ``layer(x)`` with the +-1 kernel (no alpha, no bias) in float64 -- exact integers, the
-    quantities the engine's :meth:`PackedEngine.forward_int` returns.
+    ``layer(x)`` with the +-1 kernel (no alpha, no bias) in float64: exact integers (int64)
+    where the input is 8-bit pixels or signs, the quantities the engine's
+    :meth:`PackedEngine.forward_int` returns. A layer with real input (BinaryConnect) raises
+    :class:`ExportError` unless ``allow_real``, then gives its float64 ``x . w`` (float32 ``x``
+    summed in float64: a reference for the engine's float32 GEMM).
     """
     BinaryLinear, BinaryConv2d, _ = _layer_classes()
     import torch.nn.functional as F
@@ -425,9 +491,12 @@ def torch_integer_preactivations(model: nn.Module, x: torch.Tensor) -> list[np.n
             y = F.conv2d(xq, w, None, mod.stride, 0, mod.dilation, mod.groups)
         else:
             y = F.linear(xq, w)
-        if not bool((y == torch.round(y)).all()):
+        if bool((xq == torch.round(xq)).all()) and bool((y == torch.round(y)).all()):
+            results.append(y.numpy().astype(np.int64))
+        elif allow_real:
+            results.append(y.numpy())
+        else:
             raise ExportError("pre-activation is not an integer (real input not 8-bit?)")
-        results.append(y.numpy().astype(np.int64))
 
     for mod in model.modules():
         if isinstance(mod, BinaryLinear | BinaryConv2d):
