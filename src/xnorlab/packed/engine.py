@@ -19,7 +19,16 @@ import numpy as np
 from . import reference
 from .backend import OPS, Backend
 from .format import PackedFormatError, load_packed, save_packed
-from .layers import Act, Conv2d, Dense, Layer, MaxPool2d, RealDense, infer_shapes
+from .layers import (
+    Act,
+    Conv2d,
+    Dense,
+    Layer,
+    MaxPool2d,
+    NearestCentroid,
+    RealDense,
+    infer_shapes,
+)
 
 __all__ = ["BACKENDS", "PackedEngine", "get_backend"]
 
@@ -98,8 +107,9 @@ class PackedEngine:
         return int(self.shapes[-1].dims[0])
 
     @property
-    def compute_layers(self) -> list[Dense | Conv2d | RealDense]:
-        return [m for m in self.layers if isinstance(m, Dense | Conv2d | RealDense)]
+    def compute_layers(self) -> list[Layer]:
+        return [m for m in self.layers if isinstance(m, Dense | Conv2d | RealDense
+                                                     | NearestCentroid)]
 
     @property
     def steps(self) -> list[tuple[Layer, dict[str, Any]]]:
@@ -168,8 +178,11 @@ class PackedEngine:
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predicted class per sample (int64): argmax of :meth:`scores` (first maximum)."""
-        return np.argmax(self.scores(x), axis=1).astype(np.int64)
+        """Predicted class per sample (int64): argmax of :meth:`scores` (first maximum), mapped
+        through the last layer's ``labels`` where it has them (K-means: centroid -> class)."""
+        best = np.argmax(self.scores(x), axis=1).astype(np.int64)
+        labels = getattr(self.layers[-1], "labels", None)
+        return best if labels is None else labels[best].astype(np.int64)
 
 
 def _fuse_pools(layers: list[Layer]) -> list[tuple[Layer, dict[str, Any]]]:

@@ -49,6 +49,7 @@ from .layers import (
     Flatten,
     Layer,
     MaxPool2d,
+    NearestCentroid,
     RealDense,
     input_shape_of,
 )
@@ -56,6 +57,7 @@ from .thresholds import ThresholdError, derive_thresholds, verify_thresholds
 
 __all__ = [
     "ExportError",
+    "export_kmeans",
     "derive_thresholds",
     "export_layers",
     "export_model",
@@ -391,6 +393,33 @@ def _make_layer(m, idx, bits, alpha, bn, pool, nxt, shape, first, verify):
     except ValueError as e:
         raise ExportError(f"module {idx}: {e}") from None
     return layer, new_shape
+
+
+def export_kmeans(km: Any, input_shape: Sequence[int], **engine_kwargs: Any) -> PackedEngine:
+    """A fitted Hamming :class:`~xnorlab.models.kmeans.KMeans` (with its cluster labels) as
+    ``flatten -> nearest_centroid``: centroid bits packed, the pixel test as an integer."""
+    if km.metric != "hamming":
+        raise ExportError("only K-means on binarized pixels (metric=hamming) can be packed")
+    if km.cluster_to_label_ is None:
+        raise ExportError("K-means clusters have no labels (map_clusters_to_labels first)")
+    # the model binarizes pixel / 255 >= threshold: find the integer that test amounts to by
+    # evaluating the model's own code on every pixel value, given as uint8 and as the data
+    # module's float32 u / 255 (the two must agree: monotone, no rounding at the boundary)
+    u = np.arange(256)
+    fires = km._prepare(u.astype(np.uint8)[:, None])[:, 0] > 0
+    fires_f = km._prepare((torch.arange(256).float() / 255.0).numpy()[:, None])[:, 0] > 0
+    t = int(np.argmax(fires)) if fires.any() else 256
+    if not (np.array_equal(fires, u >= t) and np.array_equal(fires_f, u >= t)):
+        raise ExportError("K-means pixel test is not one threshold on the 8-bit value")
+    centers = np.asarray(km.cluster_centers_)
+    d = int(np.prod(input_shape))
+    if centers.shape[1] != d:
+        raise ExportError(f"centroids have {centers.shape[1]} pixels, the input {d}")
+    layer = NearestCentroid(weight=pack_bits(centers > 0), labels=km.cluster_to_label_,
+                            in_features=d, pixel_threshold=t)
+    meta = default_metadata()
+    meta.update(engine_kwargs.pop("metadata", None) or {})
+    return PackedEngine([Flatten(), layer], tuple(input_shape), metadata=meta, **engine_kwargs)
 
 
 def export_model(

@@ -187,7 +187,10 @@ def _get(d: Any, key: str, typ: type | tuple[type, ...], where: str) -> Any:
 
 
 #: The dtype each named array must have (anything else is an invalid file).
-ARRAY_DTYPES = {"weight": "<u8", "thresh": "<i4", "flip": "|b1", "scale": "<f4", "shift": "<f4"}
+ARRAY_DTYPES = {
+    "weight": "<u8", "thresh": "<i4", "flip": "|b1", "scale": "<f4", "shift": "<f4",
+    "labels": "<i4",
+}
 
 
 def load_packed(path: str | os.PathLike[str]) -> PackedModel:
