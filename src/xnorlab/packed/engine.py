@@ -26,6 +26,7 @@ from .layers import (
     Layer,
     MaxPool2d,
     NearestCentroid,
+    RealConv2d,
     RealDense,
     infer_shapes,
 )
@@ -108,7 +109,7 @@ class PackedEngine:
 
     @property
     def compute_layers(self) -> list[Layer]:
-        return [m for m in self.layers if isinstance(m, Dense | Conv2d | RealDense
+        return [m for m in self.layers if isinstance(m, Dense | Conv2d | RealDense | RealConv2d
                                                      | NearestCentroid)]
 
     @property

@@ -50,6 +50,7 @@ from .layers import (
     Layer,
     MaxPool2d,
     NearestCentroid,
+    RealConv2d,
     RealDense,
     input_shape_of,
 )
@@ -200,34 +201,48 @@ def _real_activations(mods, BinaryLinear, BinaryConv2d) -> bool:
     return len(binary) > 1 and binary[1].input_quantizer is None
 
 
-def _walk_real(mods, input_shape, BinaryLinear) -> list[Layer]:
-    """BinaryConnect MLP / logreg: ``[Flatten], (BinaryLinear, [BatchNorm1d], [Hardtanh])*``,
-    every layer a :class:`RealDense` (binary weights; BN and alpha folded into scale/shift)."""
+def _walk_real(mods, input_shape, BinaryLinear, BinaryConv2d) -> list[Layer]:
+    """BinaryConnect: ``(BinaryConv2d, [BatchNorm2d], [MaxPool2d], [Hardtanh])*, [Flatten],
+    (BinaryLinear, [BatchNorm1d], [Hardtanh])*``: :class:`RealConv2d` / :class:`RealDense`
+    layers (binary weights; BN and alpha folded into scale/shift, float64 -> float32)."""
     shape = input_shape_of(input_shape)
     out: list[Layer] = []
     k = 0
     while k < len(mods):
         idx, m = mods[k]
-        if isinstance(m, nn.Flatten) and not out:
+        if isinstance(m, nn.Flatten):
             if m.start_dim != 1 or m.end_dim != -1:
                 raise ExportError(f"module {idx}: Flatten must use start_dim=1, end_dim=-1")
             out.append(Flatten())
             shape = out[-1].out_shape(shape)
             k += 1
             continue
-        if not isinstance(m, BinaryLinear):
+        if not isinstance(m, BinaryLinear | BinaryConv2d):
             raise ExportError(
                 f"module {idx} ({type(m).__name__}): a model with real activations "
-                "(BinaryConnect) packs only Flatten and BinaryLinear -> BatchNorm1d -> Hardtanh"
+                "(BinaryConnect) packs only Flatten and binary layer -> BatchNorm -> [MaxPool2d] "
+                "-> Hardtanh"
             )
         if m.input_quantizer is not None or getattr(m, "activation_scale", False):
             raise ExportError(f"module {idx}: mixes binarized and real activations")
+        conv = isinstance(m, BinaryConv2d)
+        n_out = m.out_channels if conv else m.out_features
         bits, alpha = _kernel_signs_and_alpha(m)
         k += 1
         bn = None
-        if k < len(mods) and isinstance(mods[k][1], nn.BatchNorm1d):
+        if k < len(mods) and isinstance(mods[k][1], nn.BatchNorm2d if conv else nn.BatchNorm1d):
             bn = mods[k][1]
-            _bn_check(bn, m.out_features, mods[k][0])
+            _bn_check(bn, n_out, mods[k][0])
+            k += 1
+        pool = (1, 1)
+        if conv and k < len(mods) and isinstance(mods[k][1], nn.MaxPool2d):
+            p = mods[k][1]
+            ks, st = p.kernel_size, p.stride if p.stride is not None else p.kernel_size
+            if (ks != st or p.padding not in (0, (0, 0)) or p.dilation not in (1, (1, 1))
+                    or p.ceil_mode):
+                raise ExportError(f"module {mods[k][0]}: MaxPool2d needs kernel = stride, "
+                                  "no padding, dilation 1, floor mode")
+            pool = (ks, ks) if isinstance(ks, int) else tuple(ks)
             k += 1
         act = k < len(mods) and isinstance(mods[k][1], nn.Hardtanh)
         if act:
@@ -235,13 +250,24 @@ def _walk_real(mods, input_shape, BinaryLinear) -> list[Layer]:
             if (ht.min_val, ht.max_val) != (-1.0, 1.0):
                 raise ExportError(f"module {mods[k][0]}: Hardtanh must clip to [-1, 1]")
             k += 1
-        elif k < len(mods):
+        elif k < len(mods) and not isinstance(mods[k][1], nn.Flatten):
             j, extra = mods[k]
             raise ExportError(f"module {j} ({type(extra).__name__}) cannot follow a layer here")
-        scale, shift = _affine(m, alpha, bn, m.out_features)
-        layer = RealDense(weight=pack_bits(bits.numpy()), in_features=m.in_features,
-                          uint8_input=shape.kind == "u8_flat", hardtanh=act,
-                          scale=scale, shift=shift)
+        scale, shift = _affine(m, alpha, bn, n_out)
+        if conv:
+            if not act:
+                raise ExportError(f"module {idx}: a BinaryConnect conv must end in Hardtanh")
+            if m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros":
+                raise ExportError(f"module {idx}: conv needs groups=1, dilation=1, zeros padding")
+            left, right, top, bottom = m.pad_amounts
+            layer: Layer = RealConv2d(
+                weight=pack_bits(bits.reshape(n_out, -1).numpy()), in_channels=m.in_channels,
+                kernel=m.kernel_size, stride=m.stride, padding=(top, bottom, left, right),
+                pool=pool, uint8_input=shape.kind == "u8_image", scale=scale, shift=shift)
+        else:
+            layer = RealDense(weight=pack_bits(bits.numpy()), in_features=m.in_features,
+                              uint8_input=shape.kind == "u8_flat", hardtanh=act,
+                              scale=scale, shift=shift)
         try:
             shape = layer.out_shape(shape)
         except ValueError as e:
@@ -254,7 +280,7 @@ def _walk_real(mods, input_shape, BinaryLinear) -> list[Layer]:
 
 def _walk(mods, input_shape, verify, BinaryLinear, BinaryConv2d) -> list[Layer]:
     if _real_activations(mods, BinaryLinear, BinaryConv2d):
-        return _walk_real(mods, input_shape, BinaryLinear)
+        return _walk_real(mods, input_shape, BinaryLinear, BinaryConv2d)
     shape = input_shape_of(input_shape)
     out: list[Layer] = []
     binary_idx = [k for k, (_, m) in enumerate(mods) if isinstance(m, BinaryLinear | BinaryConv2d)]
