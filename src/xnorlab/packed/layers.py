@@ -112,6 +112,17 @@ def _check_padding_bits(weight: np.ndarray, groups: int, bits: int, what: str) -
         raise ValueError(f"{what}: weight words have padding bits set (must be 0)")
 
 
+def _sgemm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """float32 ``x @ w`` for the BinaryConnect layers: torch's GEMM where torch is installed
+    (it follows torch's thread setting, which the benchmark fixes; NumPy's OpenBLAS starts its
+    own threads and took 9x longer than torch at batch 1 on a loaded 2-core machine), else NumPy."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a project dependency
+        return x @ w
+    return torch.from_numpy(x).mm(torch.from_numpy(w)).numpy()
+
+
 # -- data movement (im2col: the tests' oracle for the conv kernels) ----------------------------
 
 
@@ -646,8 +657,8 @@ class RealDense(Layer):
         return self._pm1
 
     def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
-        x = np.ascontiguousarray(a.data, dtype=np.float32)
-        y = x @ self.pm1
+        x = np.array(a.data, dtype=np.float32, order="C")  # own writable copy for torch
+        y = _sgemm(x, self.pm1)
         z = y * self.scale
         z += self.shift
         if self.hardtanh:
@@ -769,7 +780,7 @@ class RealConv2d(Layer):
         win = sliding_window_view(x, self.kernel, axis=(2, 3))[
             :, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]  # (N, C, Ho, Wo, kh, kw)
         cols = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * ho * wo, -1)
-        y = (cols @ self.pm1).reshape(n, ho, wo, -1)
+        y = _sgemm(cols, self.pm1).reshape(n, ho, wo, -1)
         z = y * self.scale
         z += self.shift
         kh, kw = self.pool
