@@ -8,7 +8,7 @@ from xnorlab.bench.exactness import compare
 from xnorlab.models import build_model
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import export_model, export_to_file
-from xnorlab.packed.layers import RealConv2d, RealDense
+from xnorlab.packed.real_layers import RealConv2d, RealDense
 from xnorlab.train.measure import state_dict_bytes
 
 from .test_export import _images, _randomize, _to_torch

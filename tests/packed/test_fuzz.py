@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from xnorlab.packed.bits import pack_signs
+from xnorlab.packed.centroids import NearestCentroid
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.format import ALIGN, PackedFormatError
 from xnorlab.packed.layers import (
@@ -24,10 +25,8 @@ from xnorlab.packed.layers import (
     Dense,
     Flatten,
     MaxPool2d,
-    NearestCentroid,
-    RealConv2d,
-    RealDense,
 )
+from xnorlab.packed.real_layers import RealConv2d, RealDense
 
 CASES_PER_MODEL = 1000
 PREAMBLE = 48

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from xnorlab.models.kmeans import KMeans
+from xnorlab.packed.centroids import NearestCentroid
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import ExportError, export_kmeans
-from xnorlab.packed.layers import NearestCentroid
 
 SHAPE = (1, 10, 10)  # 100 pixels: the last word has padding bits
 

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from .bits import pack_bits
+from .centroids import NearestCentroid
 from .engine import PackedEngine
 from .layers import (
     Conv2d,
@@ -49,11 +50,9 @@ from .layers import (
     Flatten,
     Layer,
     MaxPool2d,
-    NearestCentroid,
-    RealConv2d,
-    RealDense,
     input_shape_of,
 )
+from .real_layers import RealConv2d, RealDense
 from .thresholds import ThresholdError, derive_thresholds, verify_thresholds
 
 __all__ = [

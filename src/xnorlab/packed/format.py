@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_writer
-from .layers import LAYER_TYPES, Layer, infer_shapes
+from .layer_types import LAYER_TYPES
+from .layers import Layer, infer_shapes
 
 __all__ = [
     "FORMAT_VERSION",
