@@ -11,14 +11,16 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
-from xnorlab.bench.exactness import compare
+from xnorlab.bench.exactness import compare, to_uint8
 from xnorlab.data.datamodule import ImageDataModule
 from xnorlab.entry import entry_point
 from xnorlab.io import exit_on_full_disk, write_json
+from xnorlab.models.kmeans_io import is_kmeans_checkpoint, load_kmeans_checkpoint
 from xnorlab.packed.engine import PackedEngine
-from xnorlab.packed.export import ExportError, export_to_file
+from xnorlab.packed.export import ExportError, export_kmeans, export_to_file
 from xnorlab.schema import ConfigError, ExportConfig, checked
 from xnorlab.train.measure import state_dict_bytes
 from xnorlab.train.module import Classifier
@@ -54,6 +56,9 @@ def export(c: dict) -> None:
     if c["seed"] is not None:
         run_dir = run_dir / f"seed{c['seed']}"
     ckpt = run_dir / "checkpoints" / "best.ckpt"
+    if ckpt.exists() and is_kmeans_checkpoint(ckpt):
+        export_kmeans_run(c, ckpt)
+        return
     module = load_checkpoint(ckpt, run)
     run_cfg = module.cfg
     shape = tuple(run_cfg["dataset"]["shape"])
@@ -90,6 +95,50 @@ def export(c: dict) -> None:
             f"{result.mismatched_predictions} of {result.n_images} predictions, "
             f"{result.mismatched_preactivations} of {result.preactivation_values} pre-activations"
         )
+
+
+def export_kmeans_run(c: dict, ckpt: Path) -> None:
+    """K-means on binarized pixels: packed centroids; assignments must equal the model's."""
+    run, paths, check = c["run"], c["paths"], c["check"]
+    km, run_cfg = load_kmeans_checkpoint(ckpt)
+    shape = tuple(run_cfg["dataset"]["shape"])
+    out = Path(paths["packed_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    packed = out / f"{run}.xnor"
+    try:
+        engine = export_kmeans(km, shape, backend="numpy",
+                               metadata={"run": run, "checkpoint": str(ckpt), "config": run_cfg})
+    except ExportError as err:
+        sys.exit(f"error: {run} cannot be packed: {err}")
+    engine.save(packed)
+    ds = run_cfg["dataset"]
+    dm = ImageDataModule(ds, Path(run_cfg["data"]["raw_dir"]) / ds["name"], val_size=1,
+                         eval_limit=check["limit"])
+    dm.setup()
+    test_x, _ = dm.splits["test"]
+    u8 = to_uint8(test_x)
+    flat = test_x.numpy().reshape(len(u8), -1)  # what the train stage's model saw
+    engine = PackedEngine.load(packed)
+    got = np.argmax(engine.scores(u8), axis=1)
+    want = km.predict(flat)
+    dist_bad = int(np.count_nonzero(engine.forward_int(u8)[0] != km.transform(flat)))
+    result = {"n_images": len(u8), "mismatched_assignments": int(np.count_nonzero(got != want)),
+              "mismatched_predictions": int(np.count_nonzero(
+                  engine.predict(u8) != km.predict_labels(flat))),
+              "mismatched_distances": dist_bad}
+    result["exact"] = not (result["mismatched_assignments"] or result["mismatched_predictions"]
+                           or dist_bad)
+    centers = km.cluster_centers_
+    summary = {"run": run, "packed_bytes": packed.stat().st_size,
+               "float32_centroid_bytes": 4 * centers.size, "exactness": result}
+    summary["size_ratio"] = summary["float32_centroid_bytes"] / summary["packed_bytes"]
+    # k centroids are a few KB: the header (run config, versions) is most of the file
+    summary["packed_array_bytes"] = engine.model_bytes()
+    summary["array_size_ratio"] = summary["float32_centroid_bytes"] / engine.model_bytes()
+    write_json(out / f"{run}.json", summary)
+    log.info("%s", json.dumps(summary))
+    if not result["exact"]:
+        sys.exit(f"error: packed K-means disagrees with the model on {run}: {result}")
 
 
 if __name__ == "__main__":

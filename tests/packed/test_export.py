@@ -137,9 +137,9 @@ def test_derive_thresholds():
     assert f.tolist() == [False, True, False, False]
 
 
-@pytest.mark.parametrize("quant", ["float", "bc_det"])
-def test_not_exportable(quant):
-    cfg, shape = MODELS["mlp"]
+@pytest.mark.parametrize(("name", "quant"), [("mlp", "float"), ("cnn28", "float")])
+def test_not_exportable(name, quant):
+    cfg, shape = MODELS[name]
     with pytest.raises(ExportError):
         export_model(build_model(cfg, quant, input_shape=shape), shape)
 

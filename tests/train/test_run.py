@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -64,14 +65,31 @@ def test_smoke_run_writes_metrics_and_logs_to_mlflow(tmp_path, tiny_raw, mlflow_
     assert metrics["model_bytes_1bit"] < metrics["model_bytes_fp32"] / 10
 
 
-def test_kmeans_run_logs_hardest_examples(tmp_path, tiny_raw, mlflow_uri):
+def test_kmeans_run_logs_hardest_examples_and_exports(tmp_path, tiny_raw, mlflow_uri, capsys):
+    out = tmp_path / "models" / "km"
     cfg = check_train_config(compose_train(smoke_overrides(
-        tmp_path, tiny_raw, mlflow_uri, "model=kmeans", "quant=bnn",
-        f"out_dir={tmp_path / 'out'}",
+        tmp_path, tiny_raw, mlflow_uri, "model=kmeans", "quant=bnn", f"out_dir={out}",
     )))
     metrics = run(cfg)
-    assert (tmp_path / "out" / "hardest.png").exists()
+    assert (out / "hardest.png").exists()
     assert 0 <= metrics["test_acc"] <= 1 and metrics["compression_ratio"] == 32
+    # the fitted model is the run's checkpoint; the export stage packs it and checks it
+    spec = importlib.util.spec_from_file_location("export_stage", ROOT / "pipelines/export.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.export({"run": "km", "check": {"limit": None, "chunk": 500},
+                  "paths": {"models_dir": str(tmp_path / "models"),
+                            "packed_dir": str(tmp_path / "packed")}})
+    check = json.loads((tmp_path / "packed" / "km.json").read_text())
+    assert check["exactness"]["exact"] and check["exactness"]["n_images"] == 100
+    assert check["array_size_ratio"] > 25  # the file also carries the run's config
+    # xnorlab predict on it: the run's own test accuracy
+    from xnorlab.cli import main
+
+    assert main(["predict", str(tmp_path / "packed" / "km.xnor"),
+                 str(tiny_raw / "mnist" / "t10k-images-idx3-ubyte"),
+                 "--labels", str(tiny_raw / "mnist" / "t10k-labels-idx1-ubyte"), "--quiet"]) == 0
+    assert f"accuracy {metrics['test_acc']:.4f} on 100 images" in capsys.readouterr().err
 
 
 def test_time_limit_stops_after_a_whole_epoch_and_still_measures(tmp_path, tiny_raw, mlflow_uri):

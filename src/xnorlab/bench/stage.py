@@ -98,10 +98,36 @@ def _suite_model(run: str, cfg: DictConfig) -> tuple[Any, PackedEngine, Path]:
     return module, PackedEngine.load(packed), packed
 
 
-def bench_suite_run(run: str, cfg: DictConfig, peak: float) -> tuple[dict[str, Any], torch.Tensor]:
-    """One exported run of the suite: its report entry and its test images."""
+def bench_kmeans_run(run: str, cfg: DictConfig, ckpt: Path) -> dict[str, Any]:
+    """An exported K-means run: the packed nearest-centroid vs its float32 torch twin."""
+    from xnorlab.bench.kmeans import FloatAssign
+    from xnorlab.models.kmeans_io import load_kmeans_checkpoint
+
+    km, run_cfg = load_kmeans_checkpoint(ckpt)
+    packed = Path(cfg.packed_dir) / f"{run}.xnor"
+    engine = PackedEngine.load(packed)
+    export_check = json.loads((Path(cfg.packed_dir) / f"{run}.json").read_text())
+    run_id_file = Path(cfg.models_dir) / run / "mlflow_run_id"
+    float_bytes = 4 * km.cluster_centers_.size
+    return bench_one(run, FloatAssign(km).eval(), engine, test_images(run_cfg), cfg, {
+        "train_run_id": run_id_file.read_text().strip() if run_id_file.exists() else None,
+        "exact": export_check["exactness"],
+        "packed_bytes": packed.stat().st_size,
+        "float_checkpoint_bytes": float_bytes,
+        "size_ratio": float_bytes / packed.stat().st_size,
+    })
+
+
+def bench_suite_run(run: str, cfg: DictConfig, peak: float
+                    ) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """One exported run of the suite: its report entry and its test images (None for
+    K-means, whose images are not a network's)."""
+    from xnorlab.models.kmeans_io import is_kmeans_checkpoint
     from xnorlab.train.measure import state_dict_bytes
 
+    ckpt = Path(cfg.models_dir) / run / "checkpoints" / "best.ckpt"
+    if is_kmeans_checkpoint(ckpt):
+        return bench_kmeans_run(run, cfg, ckpt), None
     module, engine, packed = _suite_model(run, cfg)
     images = test_images(module.cfg)
     export_check = json.loads((Path(cfg.packed_dir) / f"{run}.json").read_text())
@@ -174,7 +200,8 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     report["models"] = {}
     images = None
     for run in cfg.suite.get("exports", []):
-        report["models"][run], images = bench_suite_run(run, cfg, peak)
+        report["models"][run], run_images = bench_suite_run(run, cfg, peak)
+        images = run_images if run_images is not None else images
     if cfg.paper_mlp.enabled:
         report["models"][PAPER] = bench_paper_mlp(cfg, images, peak)
     report["targets"] = evaluate_all(report, OmegaConf.to_container(cfg.targets, resolve=True))

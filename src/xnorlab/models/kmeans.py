@@ -155,6 +155,27 @@ class KMeans:
         self.cluster_to_label_ = None
         return self
 
+    # -- state (the train stage saves it as the run's checkpoint, the export stage packs it) --
+
+    def state(self) -> dict:
+        """The fitted model as plain data (tensors-free: NumPy arrays, numbers, strings)."""
+        return {
+            "k": self.k, "metric": self.metric, "threshold": float(self.threshold),
+            "centers": self._fitted().copy(),
+            "cluster_to_label": None if self.cluster_to_label_ is None
+            else np.asarray(self.cluster_to_label_, np.int64).copy(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> KMeans:
+        """Inverse of :meth:`state`."""
+        km = cls(k=int(state["k"]), metric=str(state["metric"]),
+                 threshold=float(state["threshold"]))
+        km._centers = np.asarray(state["centers"], dtype=np.float32)
+        c2l = state.get("cluster_to_label")
+        km.cluster_to_label_ = None if c2l is None else np.asarray(c2l, np.int64)
+        return km
+
     # -- inference ------------------------------------------------------------------------
 
     @property

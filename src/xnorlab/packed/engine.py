@@ -18,8 +18,17 @@ import numpy as np
 
 from . import reference
 from .backend import OPS, Backend
+from .centroids import NearestCentroid
 from .format import PackedFormatError, load_packed, save_packed
-from .layers import Act, Conv2d, Dense, Layer, MaxPool2d, Shape, input_shape_of
+from .layers import (
+    Act,
+    Conv2d,
+    Dense,
+    Layer,
+    MaxPool2d,
+    infer_shapes,
+)
+from .real_layers import RealConv2d, RealDense
 
 __all__ = ["BACKENDS", "PackedEngine", "get_backend"]
 
@@ -71,9 +80,7 @@ class PackedEngine:
         self.threads = threads
         self.backend = backend
         self.ops = get_backend(backend, threads)
-        self.shapes = self._infer_shapes()
-        if self.shapes[-1].kind != "scores":
-            raise ValueError("the last layer must produce scores (a dense layer with scale/shift)")
+        self.shapes = infer_shapes(self.layers, self.input_shape)
         self._fused = _fuse_pools(self.layers)
 
     # -- construction ---------------------------------------------------------------------
@@ -93,19 +100,6 @@ class PackedEngine:
         """Write the model to ``path`` (atomic)."""
         return save_packed(path, self.layers, self.input_shape, self.metadata)
 
-    def _infer_shapes(self) -> list[Shape]:
-        s = input_shape_of(self.input_shape)
-        shapes = [s]
-        for i, layer in enumerate(self.layers):
-            try:
-                s = layer.out_shape(s)
-            except ValueError as e:
-                raise ValueError(f"layer {i} ({layer.type_name}): {e}") from None
-            if s.kind == "scores" and i != len(self.layers) - 1:
-                raise ValueError(f"layer {i} produces scores but is not the last layer")
-            shapes.append(s)
-        return shapes
-
     # -- info -----------------------------------------------------------------------------
 
     @property
@@ -113,8 +107,9 @@ class PackedEngine:
         return int(self.shapes[-1].dims[0])
 
     @property
-    def compute_layers(self) -> list[Dense | Conv2d]:
-        return [m for m in self.layers if isinstance(m, Dense | Conv2d)]
+    def compute_layers(self) -> list[Layer]:
+        return [m for m in self.layers if isinstance(m, Dense | Conv2d | RealDense | RealConv2d
+                                                     | NearestCentroid)]
 
     @property
     def steps(self) -> list[tuple[Layer, dict[str, Any]]]:
@@ -164,8 +159,8 @@ class PackedEngine:
         return [slice(i, min(n, i + step)) for i in range(0, max(n, 1), step)] if n else []
 
     def forward_int(self, x: np.ndarray) -> list[np.ndarray]:
-        """Integer pre-activations of every compute layer (int32), in torch layout:
-        (N, out) for dense layers, (N, C, H, W) for conv layers."""
+        """Pre-activations of every compute layer in torch layout: (N, out) for dense layers,
+        (N, C, H, W) for conv layers; int32 (exact) except ``real_dense`` (float32 ``x . w``)."""
         x = self._check_input(x)
         parts: list[list[np.ndarray]] = []
         for sl in self._chunks(x.shape[0]):
@@ -183,8 +178,11 @@ class PackedEngine:
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predicted class per sample (int64): argmax of :meth:`scores` (first maximum)."""
-        return np.argmax(self.scores(x), axis=1).astype(np.int64)
+        """Predicted class per sample (int64): argmax of :meth:`scores` (first maximum), mapped
+        through the last layer's ``labels`` where it has them (K-means: centroid -> class)."""
+        best = np.argmax(self.scores(x), axis=1).astype(np.int64)
+        labels = getattr(self.layers[-1], "labels", None)
+        return best if labels is None else labels[best].astype(np.int64)
 
 
 def _fuse_pools(layers: list[Layer]) -> list[tuple[Layer, dict[str, Any]]]:

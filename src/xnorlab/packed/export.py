@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from .bits import pack_bits
+from .centroids import NearestCentroid
 from .engine import PackedEngine
 from .layers import (
     Conv2d,
@@ -51,10 +52,12 @@ from .layers import (
     MaxPool2d,
     input_shape_of,
 )
+from .real_layers import RealConv2d, RealDense
 from .thresholds import ThresholdError, derive_thresholds, verify_thresholds
 
 __all__ = [
     "ExportError",
+    "export_kmeans",
     "derive_thresholds",
     "export_layers",
     "export_model",
@@ -191,7 +194,92 @@ def export_layers(
         model.train(was_training)
 
 
+def _real_activations(mods, BinaryLinear, BinaryConv2d) -> bool:
+    """BinaryConnect: binary layers after the first take real (Hardtanh) activations."""
+    binary = [m for _, m in mods if isinstance(m, BinaryLinear | BinaryConv2d)]
+    return len(binary) > 1 and binary[1].input_quantizer is None
+
+
+def _walk_real(mods, input_shape, BinaryLinear, BinaryConv2d) -> list[Layer]:
+    """BinaryConnect: ``(BinaryConv2d, [BatchNorm2d], [MaxPool2d], [Hardtanh])*, [Flatten],
+    (BinaryLinear, [BatchNorm1d], [Hardtanh])*``: :class:`RealConv2d` / :class:`RealDense`
+    layers (binary weights; BN and alpha folded into scale/shift, float64 -> float32)."""
+    shape = input_shape_of(input_shape)
+    out: list[Layer] = []
+    k = 0
+    while k < len(mods):
+        idx, m = mods[k]
+        if isinstance(m, nn.Flatten):
+            if m.start_dim != 1 or m.end_dim != -1:
+                raise ExportError(f"module {idx}: Flatten must use start_dim=1, end_dim=-1")
+            out.append(Flatten())
+            shape = out[-1].out_shape(shape)
+            k += 1
+            continue
+        if not isinstance(m, BinaryLinear | BinaryConv2d):
+            raise ExportError(
+                f"module {idx} ({type(m).__name__}): a model with real activations "
+                "(BinaryConnect) packs only Flatten and binary layer -> BatchNorm -> [MaxPool2d] "
+                "-> Hardtanh"
+            )
+        if m.input_quantizer is not None or getattr(m, "activation_scale", False):
+            raise ExportError(f"module {idx}: mixes binarized and real activations")
+        conv = isinstance(m, BinaryConv2d)
+        n_out = m.out_channels if conv else m.out_features
+        bits, alpha = _kernel_signs_and_alpha(m)
+        k += 1
+        bn = None
+        if k < len(mods) and isinstance(mods[k][1], nn.BatchNorm2d if conv else nn.BatchNorm1d):
+            bn = mods[k][1]
+            _bn_check(bn, n_out, mods[k][0])
+            k += 1
+        pool = (1, 1)
+        if conv and k < len(mods) and isinstance(mods[k][1], nn.MaxPool2d):
+            p = mods[k][1]
+            ks, st = p.kernel_size, p.stride if p.stride is not None else p.kernel_size
+            if (ks != st or p.padding not in (0, (0, 0)) or p.dilation not in (1, (1, 1))
+                    or p.ceil_mode):
+                raise ExportError(f"module {mods[k][0]}: MaxPool2d needs kernel = stride, "
+                                  "no padding, dilation 1, floor mode")
+            pool = (ks, ks) if isinstance(ks, int) else tuple(ks)
+            k += 1
+        act = k < len(mods) and isinstance(mods[k][1], nn.Hardtanh)
+        if act:
+            ht = mods[k][1]
+            if (ht.min_val, ht.max_val) != (-1.0, 1.0):
+                raise ExportError(f"module {mods[k][0]}: Hardtanh must clip to [-1, 1]")
+            k += 1
+        elif k < len(mods) and not isinstance(mods[k][1], nn.Flatten):
+            j, extra = mods[k]
+            raise ExportError(f"module {j} ({type(extra).__name__}) cannot follow a layer here")
+        scale, shift = _affine(m, alpha, bn, n_out)
+        if conv:
+            if not act:
+                raise ExportError(f"module {idx}: a BinaryConnect conv must end in Hardtanh")
+            if m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros":
+                raise ExportError(f"module {idx}: conv needs groups=1, dilation=1, zeros padding")
+            left, right, top, bottom = m.pad_amounts
+            layer: Layer = RealConv2d(
+                weight=pack_bits(bits.reshape(n_out, -1).numpy()), in_channels=m.in_channels,
+                kernel=m.kernel_size, stride=m.stride, padding=(top, bottom, left, right),
+                pool=pool, uint8_input=shape.kind == "u8_image", scale=scale, shift=shift)
+        else:
+            layer = RealDense(weight=pack_bits(bits.numpy()), in_features=m.in_features,
+                              uint8_input=shape.kind == "u8_flat", hardtanh=act,
+                              scale=scale, shift=shift)
+        try:
+            shape = layer.out_shape(shape)
+        except ValueError as e:
+            raise ExportError(f"module {idx}: {e}") from None
+        out.append(layer)
+    if shape.kind != "scores":
+        raise ExportError("the last layer must give the scores (no Hardtanh after it)")
+    return out
+
+
 def _walk(mods, input_shape, verify, BinaryLinear, BinaryConv2d) -> list[Layer]:
+    if _real_activations(mods, BinaryLinear, BinaryConv2d):
+        return _walk_real(mods, input_shape, BinaryLinear, BinaryConv2d)
     shape = input_shape_of(input_shape)
     out: list[Layer] = []
     binary_idx = [k for k, (_, m) in enumerate(mods) if isinstance(m, BinaryLinear | BinaryConv2d)]
@@ -332,6 +420,33 @@ def _make_layer(m, idx, bits, alpha, bn, pool, nxt, shape, first, verify):
     return layer, new_shape
 
 
+def export_kmeans(km: Any, input_shape: Sequence[int], **engine_kwargs: Any) -> PackedEngine:
+    """A fitted Hamming :class:`~xnorlab.models.kmeans.KMeans` (with its cluster labels) as
+    ``flatten -> nearest_centroid``: centroid bits packed, the pixel test as an integer."""
+    if km.metric != "hamming":
+        raise ExportError("only K-means on binarized pixels (metric=hamming) can be packed")
+    if km.cluster_to_label_ is None:
+        raise ExportError("K-means clusters have no labels (map_clusters_to_labels first)")
+    # the model binarizes pixel / 255 >= threshold: find the integer that test amounts to by
+    # evaluating the model's own code on every pixel value, given as uint8 and as the data
+    # module's float32 u / 255 (the two must agree: monotone, no rounding at the boundary)
+    u = np.arange(256)
+    fires = km._prepare(u.astype(np.uint8)[:, None])[:, 0] > 0
+    fires_f = km._prepare((torch.arange(256).float() / 255.0).numpy()[:, None])[:, 0] > 0
+    t = int(np.argmax(fires)) if fires.any() else 256
+    if not (np.array_equal(fires, u >= t) and np.array_equal(fires_f, u >= t)):
+        raise ExportError("K-means pixel test is not one threshold on the 8-bit value")
+    centers = np.asarray(km.cluster_centers_)
+    d = int(np.prod(input_shape))
+    if centers.shape[1] != d:
+        raise ExportError(f"centroids have {centers.shape[1]} pixels, the input {d}")
+    layer = NearestCentroid(weight=pack_bits(centers > 0), labels=km.cluster_to_label_,
+                            in_features=d, pixel_threshold=t)
+    meta = default_metadata()
+    meta.update(engine_kwargs.pop("metadata", None) or {})
+    return PackedEngine([Flatten(), layer], tuple(input_shape), metadata=meta, **engine_kwargs)
+
+
 def export_model(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -399,12 +514,17 @@ def _jsonable(cfg: Any) -> Any:
 # -- torch-side reference ---------------------------------------------------------------------
 
 
-def torch_integer_preactivations(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
-    """Exact integer pre-activations of every binary layer of ``model`` on float input ``x``.
+def torch_integer_preactivations(
+    model: nn.Module, x: torch.Tensor, *, allow_real: bool = False
+) -> list[np.ndarray]:
+    """Exact pre-activations of every binary layer of ``model`` on float input ``x``.
 
     Runs the model in eval mode, captures each binary layer's input, and recomputes
-    ``layer(x)`` with the +-1 kernel (no alpha, no bias) in float64 -- exact integers, the
-    quantities the engine's :meth:`PackedEngine.forward_int` returns.
+    ``layer(x)`` with the +-1 kernel (no alpha, no bias) in float64: exact integers (int64)
+    where the input is 8-bit pixels or signs, the quantities the engine's
+    :meth:`PackedEngine.forward_int` returns. A layer with real input (BinaryConnect) raises
+    :class:`ExportError` unless ``allow_real``, then gives its float64 ``x . w`` (float32 ``x``
+    summed in float64: a reference for the engine's float32 GEMM).
     """
     BinaryLinear, BinaryConv2d, _ = _layer_classes()
     import torch.nn.functional as F
@@ -425,9 +545,12 @@ def torch_integer_preactivations(model: nn.Module, x: torch.Tensor) -> list[np.n
             y = F.conv2d(xq, w, None, mod.stride, 0, mod.dilation, mod.groups)
         else:
             y = F.linear(xq, w)
-        if not bool((y == torch.round(y)).all()):
+        if bool((xq == torch.round(xq)).all()) and bool((y == torch.round(y)).all()):
+            results.append(y.numpy().astype(np.int64))
+        elif allow_real:
+            results.append(y.numpy())
+        else:
             raise ExportError("pre-activation is not an integer (real input not 8-bit?)")
-        results.append(y.numpy().astype(np.int64))
 
     for mod in model.modules():
         if isinstance(mod, BinaryLinear | BinaryConv2d):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_writer
-from .layers import LAYER_TYPES, Layer
+from .layer_types import LAYER_TYPES
+from .layers import Layer, infer_shapes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -161,7 +163,7 @@ def _parse_preamble(buf: bytes | bytearray, where: str) -> tuple[dict[str, Any],
         raise PackedFormatError(f"{where}: header checksum mismatch (corrupt file)")
     try:
         header = json.loads(hb.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad UTF-8, bad JSON, too deep, huge ints
         raise PackedFormatError(f"{where}: header is not valid JSON: {e}") from None
     if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
         raise PackedFormatError(f"{where}: header version does not match the preamble")
@@ -185,16 +187,25 @@ def _get(d: Any, key: str, typ: type | tuple[type, ...], where: str) -> Any:
     return d[key]
 
 
+#: The dtype each named array must have (anything else is an invalid file).
+ARRAY_DTYPES = {
+    "weight": "<u8", "thresh": "<i4", "flip": "|b1", "scale": "<f4", "shift": "<f4",
+    "labels": "<i4",
+}
+
+
 def load_packed(path: str | os.PathLike[str]) -> PackedModel:
-    """Read and verify a packed model file."""
+    """Read and verify a packed model file (every rule of ``docs/packed_format.md``)."""
     p = Path(path)
     where = str(p)
     buf = p.read_bytes()
-    header, _ = _parse_preamble(buf, where)
+    header, hend = _parse_preamble(buf, where)
+    if header.get("format") != "xnorlab-packed":
+        raise PackedFormatError(f"{where}: header 'format' is not 'xnorlab-packed'")
     pay = _get(header, "payload", dict, where)
     poff = _get(pay, "offset", int, where)
     pn = _get(pay, "nbytes", int, where)
-    if poff < _PREAMBLE.size or poff % ALIGN or pn < 0:
+    if poff != _align(hend) or pn < 0 or pn % ALIGN:
         raise PackedFormatError(f"{where}: bad payload offset/size in header")
     if len(buf) < poff + pn:
         raise PackedFormatError(
@@ -202,13 +213,18 @@ def load_packed(path: str | os.PathLike[str]) -> PackedModel:
         )
     if len(buf) > poff + pn:
         raise PackedFormatError(f"{where}: {len(buf) - poff - pn} unexpected trailing bytes")
+    if any(buf[hend:poff]):
+        raise PackedFormatError(f"{where}: non-zero bytes in the header padding")
     payload = memoryview(buf)[poff : poff + pn]
     if _sha256(payload) != _get(pay, "sha256", str, where):
         raise PackedFormatError(f"{where}: payload checksum mismatch (corrupt file)")
     inp = _get(header, "input", dict, where)
     shape = _get(inp, "shape", list, where)
-    if inp.get("dtype") != "uint8" or not all(isinstance(d, int) and d > 0 for d in shape):
+    if inp.get("dtype") != "uint8" or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+    ):
         raise PackedFormatError(f"{where}: bad input spec {inp!r}")
+    used = bytearray(pn)  # which payload bytes some array covers
     layers: list[Layer] = []
     for i, spec in enumerate(_get(header, "layers", list, where)):
         lw = f"{where}: layer {i}"
@@ -216,25 +232,51 @@ def load_packed(path: str | os.PathLike[str]) -> PackedModel:
         if typ not in LAYER_TYPES:
             raise PackedFormatError(f"{lw}: unknown layer type {typ!r}")
         params = _get(spec, "params", dict, lw)
-        arrays = {}
-        for name, a in _get(spec, "arrays", dict, lw).items():
-            aw = f"{lw} array {name!r}"
-            dt = _get(a, "dtype", str, aw)
-            if dt not in _DTYPES:
-                raise PackedFormatError(f"{aw}: unsupported dtype {dt!r}")
-            ashape = _get(a, "shape", list, aw)
-            off = _get(a, "offset", int, aw)
-            nb = _get(a, "nbytes", int, aw)
-            if not all(isinstance(d, int) and d >= 0 for d in ashape):
-                raise PackedFormatError(f"{aw}: bad shape {ashape!r}")
-            count = int(np.prod(ashape, dtype=np.int64))
-            if nb != count * np.dtype(dt).itemsize or off < 0 or off % ALIGN or off + nb > pn:
-                raise PackedFormatError(f"{aw}: offset/size inconsistent with the payload")
-            arr = np.frombuffer(payload, dtype=np.dtype(dt), count=count, offset=off)
-            arrays[name] = arr.astype(_DTYPES[dt]).reshape(ashape)  # native-endian copy
+        arrays = {
+            name: _read_array(payload, used, name, a, f"{lw} array {name!r}")
+            for name, a in _get(spec, "arrays", dict, lw).items()
+        }
         try:
             layers.append(LAYER_TYPES[typ].from_spec(params, arrays))
-        except (KeyError, TypeError, ValueError) as e:
-            raise PackedFormatError(f"{lw} ({typ}): invalid parameters: {e}") from None
-    metadata = header.get("metadata") or {}
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise PackedFormatError(f"{lw} ({typ}): invalid parameters: {e!r}") from None
+    if np.frombuffer(payload, np.uint8)[np.frombuffer(used, np.uint8) == 0].any():
+        raise PackedFormatError(f"{where}: non-zero bytes in the payload's alignment padding")
+    try:
+        infer_shapes(layers, tuple(shape))
+    except ValueError as e:
+        raise PackedFormatError(f"{where}: inconsistent model: {e}") from None
+    metadata = header.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise PackedFormatError(f"{where}: header field 'metadata' must be an object")
     return PackedModel(layers, tuple(shape), metadata, header)
+
+
+def _read_array(
+    payload: memoryview, used: bytearray, name: str, a: Any, aw: str
+) -> np.ndarray:
+    """One array of the payload, checked: its dtype for its name, size, alignment, no overlap
+    with another array, flips 0/1, finite floats."""
+    if name not in ARRAY_DTYPES:
+        raise PackedFormatError(f"{aw}: unknown array name")
+    dt = _get(a, "dtype", str, aw)
+    if dt != ARRAY_DTYPES[name]:
+        raise PackedFormatError(f"{aw}: dtype {dt!r}, expected {ARRAY_DTYPES[name]!r}")
+    ashape = _get(a, "shape", list, aw)
+    off = _get(a, "offset", int, aw)
+    nb = _get(a, "nbytes", int, aw)
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in ashape):
+        raise PackedFormatError(f"{aw}: bad shape {ashape!r}")
+    count = math.prod(ashape)
+    if nb != count * np.dtype(dt).itemsize or off < 0 or off % ALIGN or off + nb > len(payload):
+        raise PackedFormatError(f"{aw}: offset/size inconsistent with the payload")
+    if any(used[off : off + nb]):
+        raise PackedFormatError(f"{aw}: overlaps another array")
+    used[off : off + nb] = b"\x01" * nb
+    raw = np.frombuffer(payload, dtype=np.uint8, count=nb, offset=off)
+    if dt == "|b1" and np.any(raw > 1):
+        raise PackedFormatError(f"{aw}: flip bytes must be 0 or 1")
+    arr = raw.view(np.dtype(dt)).astype(_DTYPES[dt]).reshape(ashape)  # native-endian copy
+    if dt == "<f4" and not np.isfinite(arr).all():
+        raise PackedFormatError(f"{aw}: non-finite values")
+    return arr

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .bits import n_words
+from .bits import n_words, valid_mask
 from .reference import ConvTaps, Int8Weights, conv_taps, int8_weights, or_pool
 
 __all__ = [
@@ -36,13 +36,13 @@ __all__ = [
     "Conv2d",
     "Dense",
     "Flatten",
-    "LAYER_TYPES",
     "Layer",
     "MaxPool2d",
     "THRESH_MAX",
     "THRESH_MIN",
     "im2col_bits",
     "im2col_uint8",
+    "infer_shapes",
     "input_shape_of",
     "or_pool",
 ]
@@ -59,7 +59,8 @@ class Act:
 
     ``kind``: ``"u8"`` (uint8, any shape after the batch axis; image = (N, C, H, W)),
     ``"bits_image"`` (uint64 (N, H, W, words), ``channels`` real bits per pixel),
-    ``"bits_flat"`` (uint64 (N, words), ``features`` real bits), ``"scores"`` (float32 (N, C)).
+    ``"bits_flat"`` (uint64 (N, words), ``features`` real bits), ``"real_flat"`` (float32
+    (N, features), BinaryConnect activations), ``"scores"`` (float32 (N, C)).
     """
 
     kind: str
@@ -72,7 +73,8 @@ class Act:
 class Shape:
     """Static shape of an activation (for validation at load time)."""
 
-    kind: str  # "u8_image", "u8_flat", "bits_image", "bits_flat", "scores"
+    kind: str  # "u8_image", "u8_flat", "bits_image", "bits_flat", "real_image", "real_flat",
+    # "scores"; real_image dims are (C, H, W) (NCHW float32, torch's layout)
     dims: tuple[int, ...]  # u8_image: (C, H, W); bits_image: (H, W, C); flat: (K,)
     words: int = 0  # words per row (flat) or per pixel (image)
     image: tuple[int, int, int] | None = None  # bits_flat made by flattening (H, W, C) bits
@@ -95,6 +97,15 @@ def _quad(v: Any) -> tuple[int, int, int, int]:
     if len(t) != 4 or min(t) < 0:
         raise ValueError(f"padding must be (top, bottom, left, right) >= 0, got {v!r}")
     return t  # type: ignore[return-value]
+
+
+def _check_padding_bits(weight: np.ndarray, groups: int, bits: int, what: str) -> None:
+    """Each row of ``weight`` is ``groups`` runs of ``n_words(bits)`` words whose bits at and
+    above ``bits`` (per run) must be 0: set padding bits would count in ``popcount(a ^ w)``."""
+    mask = valid_mask(bits)
+    rows = weight.reshape(weight.shape[0], groups, mask.size)
+    if np.any(rows & ~mask):
+        raise ValueError(f"{what}: weight words have padding bits set (must be 0)")
 
 
 # -- data movement (im2col: the tests' oracle for the conv kernels) ----------------------------
@@ -210,6 +221,12 @@ class _Compute(Layer):
             if arr.shape != (n_out,):
                 raise ValueError(f"{self.type_name}: output stage arrays need shape ({n_out},)")
 
+    def _check_spec(self, params: dict[str, Any], n_out_key: str) -> None:
+        """The redundant params of a file agree with its arrays."""
+        output = "bits" if self.outputs_bits else "scores"
+        if params["output"] != output or params[n_out_key] != self.weight.shape[0]:  # type: ignore[attr-defined]
+            raise ValueError(f"params output/{n_out_key} do not match the arrays")
+
     def _finish(self, y: np.ndarray, ops: Any) -> np.ndarray:
         """Apply the output stage to int32 (M, out) pre-activations."""
         if self.thresh is not None:
@@ -257,7 +274,7 @@ class Dense(_Compute):
 
     @classmethod
     def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Dense:
-        return cls(
+        layer = cls(
             weight=arrays["weight"],
             in_features=int(params["in_features"]),
             uint8_input=bool(params["uint8_input"]),
@@ -266,6 +283,8 @@ class Dense(_Compute):
             scale=arrays.get("scale"),
             shift=arrays.get("shift"),
         )
+        layer._check_spec(params, "out_features")
+        return layer
 
     def out_shape(self, s: Shape) -> Shape:
         if self.uint8_input:
@@ -278,6 +297,11 @@ class Dense(_Compute):
             raise ValueError(
                 f"dense expects {want}[{self.in_features}], gets {s.describe()} ({s.words} words)"
             )
+        if s.image is not None and not self.uint8_input:  # per-pixel words after a flatten
+            h, w, c = s.image
+            _check_padding_bits(self.weight, h * w, c, "dense")
+        else:
+            _check_padding_bits(self.weight, 1, self.in_features, "dense")
         n = self.out_features
         if self.outputs_bits:
             return Shape("bits_flat", (n,), n_words(n))
@@ -374,7 +398,7 @@ class Conv2d(_Compute):
 
     @classmethod
     def from_spec(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Conv2d:
-        return cls(
+        layer = cls(
             weight=arrays["weight"],
             in_channels=int(params["in_channels"]),
             kernel=tuple(params["kernel"]),
@@ -386,6 +410,8 @@ class Conv2d(_Compute):
             scale=arrays.get("scale"),
             shift=arrays.get("shift"),
         )
+        layer._check_spec(params, "out_channels")
+        return layer
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
         pt, pb, pl, pr = self.padding
@@ -411,6 +437,11 @@ class Conv2d(_Compute):
                 )
             h, w = s.dims[0], s.dims[1]
         ho, wo = self._out_hw(h, w)
+        if self.uint8_input:
+            _check_padding_bits(self.weight, 1, self.fan_in, "conv2d")
+        else:
+            _check_padding_bits(self.weight, self.kernel[0] * self.kernel[1], self.in_channels,
+                                "conv2d")
         if not self.outputs_bits:
             raise ValueError("conv2d as the last layer (scores) is not supported")
         return Shape("bits_image", (ho, wo, self.out_channels), n_words(self.out_channels))
@@ -457,6 +488,10 @@ class MaxPool2d(Layer):
         self.padding = _pair(self.padding)
         if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError("maxpool2d: kernel and stride must be >= 1, padding >= 0")
+        # torch's rule: a window never lies wholly in the padding (whose fill, bit 0 = -1,
+        # would then be the output instead of torch's -inf)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel, strict=True)):
+            raise ValueError("maxpool2d: padding must be at most half the kernel")
 
     def params(self) -> dict[str, Any]:
         return {
@@ -505,12 +540,15 @@ class Flatten(Layer):
             return Shape("bits_flat", (h * w * c,), h * w * s.words, image=(h, w, c))
         if s.kind == "bits_flat":
             return s
+        if s.kind == "real_image":
+            return Shape("real_flat", (math.prod(s.dims),))
         raise ValueError(f"flatten cannot follow {s.describe()}")
 
     def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
         n = a.data.shape[0]
-        if a.kind == "u8":
-            return Act("u8", np.ascontiguousarray(a.data).reshape(n, -1)), None
+        if a.kind in ("u8", "real_image"):
+            kind = "u8" if a.kind == "u8" else "real_flat"
+            return Act(kind, np.ascontiguousarray(a.data).reshape(n, -1)), None
         if a.kind == "bits_image":
             _, h, w, _ = a.data.shape
             flat = np.ascontiguousarray(a.data).reshape(n, -1)
@@ -518,14 +556,37 @@ class Flatten(Layer):
         return a, None
 
 
-LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type_name: cls for cls in (Dense, Conv2d, MaxPool2d, Flatten)
-}
+#: Largest activation a file may describe, in values per sample: bounds what a corrupt or
+#: hostile header can make the engine allocate (the suite's largest is 28*28*16 bits).
+MAX_ACTIVATION = 1 << 24
+
+
+def infer_shapes(layers: list[Layer], input_shape: tuple[int, ...]) -> list[Shape]:
+    """Static shapes of the input and of every layer's output; ``ValueError`` if the layers do
+    not chain, a weight has padding bits set, an activation exceeds :data:`MAX_ACTIVATION`, or
+    anything but the last layer produces scores."""
+    s = input_shape_of(input_shape)
+    shapes = [s]
+    for i, layer in enumerate(layers):
+        try:
+            s = layer.out_shape(s)
+        except ValueError as e:
+            raise ValueError(f"layer {i} ({layer.type_name}): {e}") from None
+        if math.prod(s.dims) > MAX_ACTIVATION:
+            raise ValueError(f"layer {i} ({layer.type_name}): output {s.describe()} too large")
+        if s.kind == "scores" and i != len(layers) - 1:
+            raise ValueError(f"layer {i} produces scores but is not the last layer")
+        shapes.append(s)
+    if shapes[-1].kind != "scores":
+        raise ValueError("the last layer must produce scores (a dense layer with scale/shift)")
+    return shapes
 
 
 def input_shape_of(input_shape: tuple[int, ...]) -> Shape:
     """The static :class:`Shape` of the engine input (uint8 (C, H, W) or flat (K,))."""
     dims = tuple(int(d) for d in input_shape)
+    if min(dims, default=0) < 1 or math.prod(dims) > MAX_ACTIVATION:
+        raise ValueError(f"input_shape {input_shape} is empty or too large")
     if len(dims) == 3:
         return Shape("u8_image", dims)
     if len(dims) == 1:

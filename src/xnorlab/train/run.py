@@ -25,6 +25,7 @@ from xnorlab.data.datamodule import ImageDataModule
 from xnorlab.data.download import FileSpec
 from xnorlab.io import TMP_SUFFIX, write_atomic, write_json
 from xnorlab.models.build import build_model
+from xnorlab.models.kmeans_io import save_kmeans_checkpoint
 from xnorlab.train.callbacks import EpochHistory
 from xnorlab.train.checkpoint_io import AtomicCheckpointIO
 from xnorlab.train.measure import (
@@ -271,6 +272,8 @@ def fit_kmeans(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
     peak_mb = rss.peak_mb
     train_seconds = time.perf_counter() - start
     model.map_clusters_to_labels(train_y, num_classes=cfg["dataset"]["num_classes"])
+    # the fitted model is the run's checkpoint: the export stage packs it (Hamming metric)
+    save_kmeans_checkpoint(model, cfg, ctx.out / "checkpoints" / "best.ckpt")
     start = time.perf_counter()
     pred = model.predict_labels(flat(test_x))
     infer = (time.perf_counter() - start) / len(test_x)
