@@ -107,7 +107,7 @@ def bench_kmeans_run(run: str, cfg: DictConfig, ckpt: Path) -> dict[str, Any]:
     packed = Path(cfg.packed_dir) / f"{run}.xnor"
     engine = PackedEngine.load(packed)
     export_check = json.loads((Path(cfg.packed_dir) / f"{run}.json").read_text())
-    run_id_file = Path(cfg.models_dir) / run / "mlflow_run_id"
+    run_id_file = run_dir(run, cfg) / "mlflow_run_id"
     float_bytes = 4 * km.cluster_centers_.size
     return bench_one(run, FloatAssign(km).eval(), engine, test_images(run_cfg), cfg, {
         "train_run_id": run_id_file.read_text().strip() if run_id_file.exists() else None,
@@ -125,7 +125,7 @@ def bench_suite_run(run: str, cfg: DictConfig, peak: float
     from xnorlab.models.kmeans_io import is_kmeans_checkpoint
     from xnorlab.train.measure import state_dict_bytes
 
-    ckpt = Path(cfg.models_dir) / run / "checkpoints" / "best.ckpt"
+    ckpt = run_dir(run, cfg) / "checkpoints" / "best.ckpt"
     if is_kmeans_checkpoint(ckpt):
         return bench_kmeans_run(run, cfg, ckpt), None
     module, engine, packed = _suite_model(run, cfg)
