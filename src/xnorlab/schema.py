@@ -110,6 +110,7 @@ class TrainerConfig:
     max_minutes: float | None = None
     accelerator: str = "cpu"
     devices: int = 1
+    strategy: str = "auto"  # Lightning's; `ddp` with devices=2 trains one run in 2 processes
     threads: int | None = None
     deterministic: bool = True
     progress_bar: bool = True
