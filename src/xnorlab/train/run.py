@@ -256,6 +256,7 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
         "test_acc": float(np.mean(pred == test_y.numpy())),
         "best_val_acc": max(h.get("val_acc", 0.0) for h in epochs),
         "epochs": len(epochs),
+        "world_size": trainer.world_size,  # processes that trained it (DDP: devices x nodes)
         "train_seconds_this_session": train_seconds,
         "train_seconds": float(sum(h["epoch_seconds"] for h in epochs)),
         "epoch_seconds_mean": float(np.mean([h["epoch_seconds"] for h in epochs])),
