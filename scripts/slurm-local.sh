@@ -45,7 +45,9 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A process is alive unless gone or a zombie (a container's init may reap them late).
+alive() { local st; st="$(ps -o stat= -p "$1" 2>/dev/null)" && [[ -n "$st" && "$st" != Z* ]]; }
+pid_alive() { [[ -f "$1" ]] && alive "$(cat "$1")"; }
 
 write_conf() {
   local host ctld_port slurmd_port cpus
@@ -144,10 +146,11 @@ stop_group() {  # TERM the daemon's process group, KILL it if it outlives 15 s
   local pidfile="$CLUSTER_DIR/$1.pid" pid
   [[ -f "$pidfile" ]] || return 0
   pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 150); do alive "$pid" || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
   fi
   rm -f "$pidfile"
 }
