@@ -25,8 +25,11 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True)
 
 
-def env_with_store(store: Path) -> dict[str, str]:
+def env_with_store(store: Path, project: Path) -> dict[str, str]:
+    # PYTHONPATH: the copy's own src/, so its project root (and mlartifacts/) is the copy,
+    # not this checkout
     return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}",
+            "PYTHONPATH": str(project / "src"),
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
 
@@ -42,7 +45,7 @@ def test_a_second_clone_pulls_data_and_models_and_retrains_nothing(tmp_path, ser
     make_project(origin, url, digests)
     shutil.copy(ROOT / ".dvc/.gitignore", origin / ".dvc/.gitignore")  # cache, tmp: not in git
     git(origin, "init", "-q")
-    env = env_with_store(tmp_path / "origin.db")
+    env = env_with_store(tmp_path / "origin.db", origin)
     # the README's directory remote (a shared disk or NFS mount in real use)
     assert dvc(origin, "remote", "add", "-d", "shared", str(remote), env=env).returncode == 0
 
@@ -56,7 +59,7 @@ def test_a_second_clone_pulls_data_and_models_and_retrains_nothing(tmp_path, ser
     assert any(p.is_file() for p in remote.rglob("*"))
 
     git(tmp_path, "clone", "-q", str(origin), str(clone))
-    env = env_with_store(tmp_path / "clone.db")
+    env = env_with_store(tmp_path / "clone.db", clone)
     assert not (clone / "models/mnist-mlp-float").exists()  # git holds only DVC's pointers
     assert not (clone / "data/raw/mnist").exists()
     # one run and its data (a plain `dvc pull` fails on the stages this tiny repro skipped)
@@ -71,3 +74,5 @@ def test_a_second_clone_pulls_data_and_models_and_retrains_nothing(tmp_path, ser
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Running stage" not in again.stdout, again.stdout[-1500:]
     assert train_runs(tmp_path / "clone.db") == []  # nothing trained, nothing logged
+    (trained_run,) = train_runs(tmp_path / "origin.db")
+    assert trained_run.info.artifact_uri.startswith(origin.as_uri())  # not in this checkout
