@@ -111,6 +111,7 @@ class TrainerConfig:
     max_minutes: float | None = None
     accelerator: str = "cpu"
     devices: int = 1
+    strategy: str = "auto"  # Lightning's; `ddp` with devices=2 trains one run in 2 processes
     threads: int | None = None
     deterministic: bool = True
     progress_bar: bool = True
@@ -211,6 +212,41 @@ class RunSuiteConfig:
     extra: list[str] = field(default_factory=list)
     paths: PathsConfig = field(default_factory=PathsConfig)
     suite: SuiteConfig = field(default_factory=SuiteConfig)
+
+
+@dataclass
+class ParamSpec:
+    """One searched setting: ``float`` or ``int`` in [low, high] (``log``: log-uniform), or
+    ``categorical`` among ``choices``."""
+
+    type: str = MISSING
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+
+@dataclass
+class HparamsSearch:
+    """``conf/hparams_search/<model>_<quant>.yaml``: what a search varies and keeps fixed."""
+
+    name: str = MISSING
+    fixed: list[str] = field(default_factory=list)  # train.py overrides of every trial
+    space: dict[str, ParamSpec] = field(default_factory=dict)
+
+
+@dataclass
+class SearchConfig:
+    """``conf/search.yaml``: an Optuna study over training runs (pipelines/search.py)."""
+
+    n_trials: int = 20
+    seed: int = 0
+    storage: str | None = None  # null: in memory; or an RDB URL (the team's PostgreSQL)
+    study_name: str = MISSING
+    train_overrides: list[str] = field(default_factory=list)
+    sweep_dir: str = MISSING
+    best_out: str = MISSING
+    hparams_search: HparamsSearch = field(default_factory=HparamsSearch)
 
 
 @dataclass

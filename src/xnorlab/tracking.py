@@ -34,6 +34,7 @@ __all__ = [
     "project_root",
     "resolve_uri",
     "runs_url",
+    "slurm_tags",
     "sqlite_journal_mode",
     "sqlite_path",
     "store_lock",
@@ -267,6 +268,20 @@ def machine_tags() -> dict[str, str]:
         "version.lightning": pytorch_lightning.__version__,
         "version.numpy": numpy.__version__,
     }
+
+
+SLURM_ENV = {  # tag -> environment variable SLURM sets in a job
+    "slurm.job_id": "SLURM_JOB_ID",
+    "slurm.array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm.array_task_id": "SLURM_ARRAY_TASK_ID",
+    "slurm.cluster": "SLURM_CLUSTER_NAME",
+    "slurm.node": "SLURMD_NODENAME",
+}
+
+
+def slurm_tags() -> dict[str, str]:
+    """The SLURM job a run is (empty outside SLURM): links a run to `squeue`/`scancel`."""
+    return {tag: os.environ[var] for tag, var in SLURM_ENV.items() if var in os.environ}
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
-from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, write_tiny_mnist
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses
 
 COPY = ["conf", "pipelines", "src", "dvc.yaml", ".dvc/config", ".dvcignore", "README.md"]
-
-
-@pytest.fixture
-def served_tiny_mnist(tmp_path):
-    """Tiny MNIST-named IDX files, gzipped, on an HTTP server at 127.0.0.1."""
-    raw = write_tiny_mnist(tmp_path / "served-raw")
-    www = tmp_path / "www"
-    www.mkdir()
-    digests = {}
-    for f in raw.iterdir():
-        digests[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
-        (www / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", digests
-    httpd.shutdown()
 
 
 def make_project(dest: Path, url: str, digests: dict[str, str]) -> None:

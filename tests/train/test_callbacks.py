@@ -12,8 +12,8 @@ from xnorlab.train.callbacks import EpochHistory
 
 def fake_trainer(epoch: int, val_acc: float) -> SimpleNamespace:
     opt = SimpleNamespace(param_groups=[{"lr": 0.1}])
-    return SimpleNamespace(sanity_checking=False, current_epoch=epoch - 1, optimizers=[opt],
-                           callback_metrics={"val_acc": torch.tensor(val_acc)})
+    return SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=epoch - 1,
+                           optimizers=[opt], callback_metrics={"val_acc": torch.tensor(val_acc)})
 
 
 def test_an_epoch_rerun_after_a_kill_is_not_logged_twice(tmp_path, mlflow_uri):

@@ -37,7 +37,7 @@ class EpochHistory(pl.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:  # DDP: rank 0 records
             return
         epoch = trainer.current_epoch + 1
         row = {"epoch": epoch, "epoch_seconds": time.perf_counter() - self._start,

@@ -97,7 +97,9 @@ class Classifier(pl.LightningModule):
             soft = distill_loss(scores, teacher_scores, d["temperature"])
             loss = (1 - d["weight"]) * loss + d["weight"] * soft
         acc = (scores.argmax(1) == y).float().mean()
-        self.log_dict({"train_loss": loss, "train_acc": acc}, on_step=False, on_epoch=True)
+        # sync_dist: under DDP every rank sees the mean over all ranks (no-op on one process)
+        self.log_dict({"train_loss": loss, "train_acc": acc}, on_step=False, on_epoch=True,
+                      sync_dist=True)
         return loss
 
     def on_train_batch_end(self, *args: Any) -> None:
@@ -121,7 +123,7 @@ class Classifier(pl.LightningModule):
         self.log_dict(
             {f"{prefix}_loss": self._loss(scores, y),
              f"{prefix}_acc": (scores.argmax(1) == y).float().mean()},
-            on_step=False, on_epoch=True, batch_size=len(y),
+            on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True,
         )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import resource
 import shutil
 import time
@@ -57,6 +58,15 @@ class RunContext:
     run_id: str
     resume_from: Path | None
     artifacts: list[Path] = field(default_factory=list)
+
+
+def ddp_rank() -> int:
+    """This process's global rank as the launcher set it (Lightning's DDP launcher, torchrun,
+    srun); 0 when not distributed."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
 
 
 def _peak_rss_mb() -> float:
@@ -143,6 +153,7 @@ def start_tracking(cfg: dict[str, Any], out: Path, sweep_dir: Path | None) -> tu
         "stage": "train",
         "xnorlab.kind": "train",
         **tracking.machine_tags(),
+        **tracking.slurm_tags(),
     }
     if sweep_dir is not None:
         tags["mlflow.parentRunId"] = tracking.sweep_parent_run(client, exp_id, sweep_dir, tags)
@@ -208,7 +219,8 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
         dirpath=ctx.out / "checkpoints", filename="best", monitor="val_acc", mode="max",
         save_last=True, enable_version_counter=False,
     )
-    history = EpochHistory(ctx.out / "history.json", ctx.client, ctx.run_id)
+    history = EpochHistory(ctx.out / "history.json", ctx.client if ctx.run_id else None,
+                           ctx.run_id)
     callbacks: list[pl.Callback] = [ckpt, history]
     if tcfg["max_minutes"]:
         # Checked per epoch so a time-limited run ends on whole, validated epochs.
@@ -216,6 +228,7 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
         callbacks.append(pl.callbacks.Timer(duration=budget, interval="epoch"))
     trainer = pl.Trainer(
         max_epochs=tcfg["max_epochs"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
+        strategy=tcfg["strategy"],
         deterministic=tcfg["deterministic"], enable_progress_bar=tcfg["progress_bar"],
         log_every_n_steps=tcfg["log_every_n_steps"], logger=False, num_sanity_val_steps=0,
         callbacks=callbacks, default_root_dir=str(ctx.out), plugins=[AtomicCheckpointIO()],
@@ -229,6 +242,8 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
     train_seconds = time.perf_counter() - start
     if trainer.interrupted:
         raise KeyboardInterrupt("training interrupted; rerun to resume from the last checkpoint")
+    if not trainer.is_global_zero:  # a DDP worker: rank 0 tests, measures and records
+        return {}
 
     best = Classifier.load_from_checkpoint(ckpt.best_model_path, map_location="cpu").model
     test_x, test_y = dm.splits["test"]
@@ -244,6 +259,7 @@ def fit_network(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
         "test_acc": float(np.mean(pred == test_y.numpy())),
         "best_val_acc": max(h.get("val_acc", 0.0) for h in epochs),
         "epochs": len(epochs),
+        "world_size": trainer.world_size,  # processes that trained it (DDP: devices x nodes)
         "train_seconds_this_session": train_seconds,
         "train_seconds": float(sum(h["epoch_seconds"] for h in epochs)),
         "epoch_seconds_mean": float(np.mean([h["epoch_seconds"] for h in epochs])),
@@ -323,7 +339,12 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
     parent run.
     """
     out = Path(cfg["out_dir"])
-    resume_from = prepare_out_dir(out, cfg, cfg["resume"])
+    worker = ddp_rank() > 0
+    if worker:  # started by Lightning's DDP launcher: trains in step with rank 0, records nothing
+        last = out / "checkpoints" / "last.ckpt"
+        resume_from = last if cfg["resume"] and last.exists() else None
+    else:
+        resume_from = prepare_out_dir(out, cfg, cfg["resume"])
     if cfg["trainer"]["threads"]:
         torch.set_num_threads(cfg["trainer"]["threads"])
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
@@ -337,14 +358,27 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
         dm.setup()
     except (ValueError, OSError) as err:  # bad or missing data files, impossible sizes
         raise DataError(f"{cfg['dataset']['name']} data in {dm.data_dir}: {err}") from err
+    if worker:
+        client = MlflowClient(tracking.resolve_uri(cfg["tracking"]["uri"]))  # for a teacher id
+        fit_network(RunContext(cfg, out, client, None, resume_from), dm)  # type: ignore[arg-type]
+        return {}
     client, run_id = start_tracking(cfg, out, sweep_dir)
     ctx = RunContext(cfg, out, client, run_id, resume_from)
-    try:
-        fit = fit_kmeans if cfg["model"]["name"] == "kmeans" else fit_network
-        metrics = fit(ctx, dm)
+    try:  # any failure from here on (SIGTERM from scancel included) is recorded, not lost
+        metrics = _fit_and_record(ctx, dm)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
+    log.info("%s: test accuracy %.2f%% (run %s)", cfg["run_name"], 100 * metrics["test_acc"],
+             run_id)
+    return metrics
+
+
+def _fit_and_record(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
+    """Fit, then write and log the metrics and artifacts; the run ends FINISHED."""
+    cfg, out, client, run_id = ctx.cfg, ctx.out, ctx.client, ctx.run_id
+    fit = fit_kmeans if cfg["model"]["name"] == "kmeans" else fit_network
+    metrics = fit(ctx, dm)
     metrics["test_error_pct"] = 100 * (1 - metrics["test_acc"])
     metrics["peak_rss_mb_getrusage"] = _peak_rss_mb()
     metrics = {k: float(v) for k, v in metrics.items()}
@@ -365,7 +399,4 @@ def run(cfg: dict[str, Any], sweep_dir: Path | None = None) -> dict[str, float]:
     if (out / "history.json").exists():
         log_artifact(client, run_id, out / "history.json")
     client.set_terminated(run_id)
-    log.info("%s: test accuracy %.2f%% (run %s)", cfg["run_name"], 100 * metrics["test_acc"],
-             run_id)
     return metrics
-
