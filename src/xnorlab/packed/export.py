@@ -194,6 +194,13 @@ def export_layers(
         model.train(was_training)
 
 
+def flatten_layer(idx: int, m: nn.Flatten) -> Flatten:
+    """The engine's Flatten for module `idx`: only a flatten of all but the batch axis."""
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise ExportError(f"module {idx}: Flatten must use start_dim=1, end_dim=-1")
+    return Flatten()
+
+
 def _real_activations(mods, BinaryLinear, BinaryConv2d) -> bool:
     """BinaryConnect: binary layers after the first take real (Hardtanh) activations."""
     binary = [m for _, m in mods if isinstance(m, BinaryLinear | BinaryConv2d)]
@@ -210,9 +217,7 @@ def _walk_real(mods, input_shape, BinaryLinear, BinaryConv2d) -> list[Layer]:
     while k < len(mods):
         idx, m = mods[k]
         if isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise ExportError(f"module {idx}: Flatten must use start_dim=1, end_dim=-1")
-            out.append(Flatten())
+            out.append(flatten_layer(idx, m))
             shape = out[-1].out_shape(shape)
             k += 1
             continue
@@ -289,9 +294,7 @@ def _walk(mods, input_shape, verify, BinaryLinear, BinaryConv2d) -> list[Layer]:
     while k < len(mods):
         idx, m = mods[k]
         if isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise ExportError(f"module {idx}: Flatten must use start_dim=1, end_dim=-1")
-            layer: Layer = Flatten()
+            layer: Layer = flatten_layer(idx, m)
             out.append(layer)
             shape = layer.out_shape(shape)
             k += 1
