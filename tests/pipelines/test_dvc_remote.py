@@ -66,13 +66,16 @@ def test_a_second_clone_pulls_data_and_models_and_retrains_nothing(tmp_path, ser
     pulled = dvc(clone, "pull", "--with-deps", TARGET, env=env)
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     for rel in ("data/raw/mnist/train-images-idx3-ubyte",
-                "models/mnist-mlp-float/checkpoints/best.ckpt",
-                "models/mnist-mlp-float/metrics.json"):
+                "models/mnist-mlp-float/seed0/checkpoints/best.ckpt",
+                "models/mnist-mlp-float/seed1/metrics.json"):
         assert filecmp.cmp(origin / rel, clone / rel, shallow=False), rel
 
     again = dvc(clone, "repro", TARGET, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Running stage" not in again.stdout, again.stdout[-1500:]
     assert train_runs(tmp_path / "clone.db") == []  # nothing trained, nothing logged
-    (trained_run,) = train_runs(tmp_path / "origin.db")
-    assert trained_run.info.artifact_uri.startswith(origin.as_uri())  # not in this checkout
+    trained = [r for r in train_runs(tmp_path / "origin.db")
+               if r.data.tags.get("xnorlab.kind") == "train"]
+    assert sorted(r.data.tags["seed"] for r in trained) == ["0", "1"]  # the tiny suite's seeds
+    for run in trained:
+        assert run.info.artifact_uri.startswith(origin.as_uri())  # not in this checkout
