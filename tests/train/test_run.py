@@ -77,7 +77,7 @@ def test_kmeans_run_logs_hardest_examples_and_exports(tmp_path, tiny_raw, mlflow
     spec = importlib.util.spec_from_file_location("export_stage", ROOT / "pipelines/export.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    stage.export({"run": "km", "check": {"limit": None, "chunk": 500},
+    stage.export({"run": "km", "seed": None, "check": {"limit": None, "chunk": 500},
                   "paths": {"models_dir": str(tmp_path / "models"),
                             "packed_dir": str(tmp_path / "packed")}})
     check = json.loads((tmp_path / "packed" / "km.json").read_text())

@@ -111,10 +111,13 @@ def _report(uri: str, out: Path) -> str:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = check_report_config(compose("report", [
             f"tracking.uri={uri}", f"report.out_dir={out}", f"report.benchmark={out}/none.json"]))
-    cfg["suite"] = {"name": "team_bench", "datasets": ["mnist"], "distill_runs": {},
-                    "runs": {f"team-s{i}": {"dataset": "mnist", "model": "logreg",
-                                            "quant": "bnn"} for i in range(WRITERS)}}
+    # The jobs are team-s<i> trained with seed i: reported as the suite's runs found on the
+    # server, each over the seed it has.
+    cfg["suite"] = {"name": "team_bench", "datasets": ["mnist"], "distill_runs": {}, "runs": {}}
+    cfg["report"]["include_unlisted"] = True
     result = make_report(cfg)
+    assert sorted(r.slot.key for r in result.records) == sorted(
+        f"team-s{i}" for i in range(WRITERS))
     assert all(r.finished for r in result.records)  # every job's run was read from the server
     return result.mlflow_run_id
 
