@@ -31,6 +31,15 @@ def _sgemm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return torch.from_numpy(x).mm(torch.from_numpy(w)).numpy()
 
 
+
+def per_output(scale: Any, shift: Any, n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """`scale` and `shift` as contiguous float32 vectors of one value per output (`n`)."""
+    scale = np.ascontiguousarray(scale, dtype=np.float32).reshape(-1)
+    shift = np.ascontiguousarray(shift, dtype=np.float32).reshape(-1)
+    if scale.shape != (n,) or shift.shape != (n,):
+        raise ValueError(f"{kind}: scale and shift need shape ({n},)")
+    return scale, shift
+
 @dataclass(eq=False)
 class RealDense(Layer):
     """Binary weights, real activations (BinaryConnect): ``y = x . w`` with ``w`` in {-1, +1}.
@@ -62,10 +71,7 @@ class RealDense(Layer):
         if self.uint8_input and 255 * self.in_features >= 1 << 24:
             raise ValueError("real_dense: uint8 input needs 255 * in_features < 2^24 (exact)")
         n = self.out_features
-        self.scale = np.ascontiguousarray(self.scale, dtype=np.float32).reshape(-1)
-        self.shift = np.ascontiguousarray(self.shift, dtype=np.float32).reshape(-1)
-        if self.scale.shape != (n,) or self.shift.shape != (n,):
-            raise ValueError(f"real_dense: scale and shift need shape ({n},)")
+        self.scale, self.shift = per_output(self.scale, self.shift, n, "real_dense")
 
     @property
     def out_features(self) -> int:
@@ -166,10 +172,7 @@ class RealConv2d(Layer):
         if self.uint8_input and 255 * self.fan_in >= 1 << 24:
             raise ValueError("real_conv2d: uint8 input needs 255 * C kh kw < 2^24 (exact)")
         n = self.out_channels
-        self.scale = np.ascontiguousarray(self.scale, dtype=np.float32).reshape(-1)
-        self.shift = np.ascontiguousarray(self.shift, dtype=np.float32).reshape(-1)
-        if self.scale.shape != (n,) or self.shift.shape != (n,):
-            raise ValueError(f"real_conv2d: scale and shift need shape ({n},)")
+        self.scale, self.shift = per_output(self.scale, self.shift, n, "real_conv2d")
 
     @property
     def out_channels(self) -> int:
