@@ -92,6 +92,26 @@ def test_kmeans_run_logs_hardest_examples_and_exports(tmp_path, tiny_raw, mlflow
     assert f"accuracy {metrics['test_acc']:.4f} on 100 images" in capsys.readouterr().err
 
 
+def test_kmeans_starts_from_the_runs_seed(tmp_path, tiny_raw, mlflow_uri, monkeypatch):
+    from xnorlab.models import kmeans
+
+    seeds, fit = [], kmeans.KMeans.fit
+
+    def recording_fit(self, x):
+        seeds.append(self.seed)
+        return fit(self, x)
+
+    monkeypatch.setattr(kmeans.KMeans, "fit", recording_fit)
+    for seed in (0, 2):
+        run(check_train_config(compose_train(smoke_overrides(
+            tmp_path, tiny_raw, mlflow_uri, "model=kmeans", "quant=bnn", f"seed={seed}",
+            f"out_dir={tmp_path / str(seed)}"))))
+    run(check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, "model=kmeans", "model.seed=5", "seed=2",
+        f"out_dir={tmp_path / 'fixed'}"))))
+    assert seeds == [0, 2, 5]  # the model's own seed, when set, wins
+
+
 def test_time_limit_stops_after_a_whole_epoch_and_still_measures(tmp_path, tiny_raw, mlflow_uri):
     cfg = check_train_config(compose_train(smoke_overrides(
         tmp_path, tiny_raw, mlflow_uri, "model=mlp", "model.hidden=32", "quant=bnn",

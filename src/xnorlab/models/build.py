@@ -39,7 +39,9 @@ def _build_kmeans(cfg: KMeansConfig, quant: QuantConfig) -> KMeans:
         max_iter=cfg.max_iter,
         tol=cfg.tol,
         n_init=cfg.n_init,
-        seed=cfg.seed,
+        # A run passes its own seed (train.run.fit_kmeans); elsewhere (reloading fitted
+        # centroids) the seed is never used.
+        seed=0 if cfg.seed is None else cfg.seed,
     )
 
 

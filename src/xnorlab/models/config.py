@@ -85,7 +85,7 @@ class KMeansConfig:
     max_iter: int = 100
     tol: float = 1e-4
     n_init: int = 1
-    seed: int = 0
+    seed: int | None = None  # None: the run's seed, so each seed of a sweep starts elsewhere
 
 
 MODEL_CONFIGS: dict[str, type] = {

@@ -278,7 +278,10 @@ def _confusion(cfg: dict[str, Any], y: np.ndarray, pred: np.ndarray, out: Path) 
 def fit_kmeans(ctx: RunContext, dm: ImageDataModule) -> dict[str, float]:
     """K-means baseline: fit on the training split, label clusters by majority, test."""
     cfg = ctx.cfg
-    model = build_model(cfg["model"], cfg["quant"])
+    model_cfg = dict(cfg["model"])
+    if model_cfg.get("seed") is None:
+        model_cfg["seed"] = cfg["seed"]
+    model = build_model(model_cfg, cfg["quant"])
     train_x, train_y = (t.numpy() for t in dm.splits["train"])
     test_x, test_y = (t.numpy() for t in dm.splits["test"])
     flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
