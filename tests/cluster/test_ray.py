@@ -103,7 +103,7 @@ def test_sweep_tasks_finish_under_one_parent_and_a_terminated_task_is_failed(ray
                              cwd=ROOT, env=ray_cluster, **pipe)
     try:
         worker = wait_for_training_worker(long_uri, stopped, timeout=240)
-        os.kill(worker, signal.SIGTERM)  # what `kill`, a node drain or `ray stop` send
+        os.kill(worker, signal.SIGTERM)  # `kill <ray.worker_pid>`, as the README says
         _, stopped_err = stopped.communicate(timeout=120)
         _, swept_err = swept.communicate(timeout=600)
     finally:
