@@ -84,12 +84,15 @@ def test_a_search_stored_on_the_team_postgresql_keeps_its_study_there(team_serve
     """The README's commands: createdb, then a search with storage on that database and its
     trials logged as MLflow children to the team server (MLFLOW_TRACKING_URI)."""
     port, password = team_server.pg_port, (team_server.state_dir / "pg.password").read_text()
-    database = f"optuna_{uuid.uuid4().hex[:8]}"  # the session's server is shared
+    tag = uuid.uuid4().hex[:8]  # the session's server is shared: a database and experiment
+    database, experiment = f"optuna_{tag}", f"search-{tag}"  # of our own, no checkpoint
     env = {**os.environ, "PGPASSWORD": password.strip(), "MLFLOW_TRACKING_URI": team_server.uri}
     subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", database],
                    env=env, check=True, timeout=60)
     storage = f"postgresql+psycopg://mlflow:{password.strip()}@127.0.0.1:{port}/{database}"
-    cmd = tiny_search_cmd(tmp_path, "pgtiny", 2, [f"data.raw_dir={tiny_raw}"],
+    trial_args = [f"data.raw_dir={tiny_raw}", f"tracking.experiment={experiment}",
+                  "tracking.log_checkpoint=false"]  # tests/team counts the checkpoints stored
+    cmd = tiny_search_cmd(tmp_path, "pgtiny", 2, trial_args,
                           f"storage={storage}", f"best_out={tmp_path / 'best.yaml'}")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -97,7 +100,7 @@ def test_a_search_stored_on_the_team_postgresql_keeps_its_study_there(team_serve
     stored = optuna.load_study(study_name="pgtiny", storage=storage)  # read back from PostgreSQL
     assert [t.state for t in stored.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     client = MlflowClient(team_server.uri)
-    exp = client.get_experiment_by_name("xnorlab").experiment_id
+    exp = client.get_experiment_by_name(experiment).experiment_id
     (parent,) = client.search_runs(
         [exp], f"tags.`xnorlab.sweep_dir` = '{(tmp_path / 'search').resolve()}'")
     trials = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
