@@ -168,8 +168,11 @@ down() {
   stop_group slurmd
   stop_group slurmctld
   if pid_alive "$MUNGE_DIR/munged.pid"; then
-    kill -TERM "$(cat "$MUNGE_DIR/munged.pid")" 2>/dev/null || true
-    for _ in $(seq 50); do pid_alive "$MUNGE_DIR/munged.pid" || break; sleep 0.1; done
+    local munged; munged="$(cat "$MUNGE_DIR/munged.pid")"
+    kill -TERM "$munged" 2>/dev/null || true
+    # Wait on the process, not its pid file: munged deletes the file before it has exited.
+    for _ in $(seq 100); do alive "$munged" || break; sleep 0.1; done
+    alive "$munged" && kill -KILL "$munged" 2>/dev/null || true
   fi
   log "cluster down"
 }

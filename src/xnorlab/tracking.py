@@ -8,6 +8,7 @@ import os
 import platform
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ __all__ = [
     "open_experiment",
     "prepare_store",
     "project_root",
+    "ray_tags",
     "resolve_uri",
     "runs_url",
     "slurm_tags",
@@ -282,6 +284,21 @@ SLURM_ENV = {  # tag -> environment variable SLURM sets in a job
 def slurm_tags() -> dict[str, str]:
     """The SLURM job a run is (empty outside SLURM): links a run to `squeue`/`scancel`."""
     return {tag: os.environ[var] for tag, var in SLURM_ENV.items() if var in os.environ}
+
+
+def ray_tags() -> dict[str, str]:
+    """The Ray task a run is (empty outside a Ray worker): its job, node and worker process.
+
+    Ray is read only if already imported (a Ray worker has it), so other runs pay nothing.
+    """
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    context = ray.get_runtime_context()
+    if context.get_task_id() is None:  # the driver, not a task
+        return {}
+    return {"ray.job_id": context.get_job_id(), "ray.task_id": context.get_task_id(),
+            "ray.node_id": context.get_node_id(), "ray.worker_pid": str(os.getpid())}
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -6,7 +6,10 @@ import gzip
 import hashlib
 import http.server
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +19,15 @@ from tests.conftest import write_tiny_mnist
 @pytest.fixture
 def served_tiny_mnist(tmp_path):
     """Tiny MNIST-named IDX files, gzipped, on an HTTP server at 127.0.0.1."""
-    raw = write_tiny_mnist(tmp_path / "served-raw")
-    www = tmp_path / "www"
+    with serve_tiny_mnist(tmp_path) as served:
+        yield served
+
+
+@contextmanager
+def serve_tiny_mnist(folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The server's URL and the files' SHA-256 digests, while in the block."""
+    raw = write_tiny_mnist(folder / "served-raw")
+    www = folder / "www"
     www.mkdir()
     digests = {}
     for f in raw.iterdir():

@@ -154,6 +154,7 @@ def start_tracking(cfg: dict[str, Any], out: Path, sweep_dir: Path | None) -> tu
         "xnorlab.kind": "train",
         **tracking.machine_tags(),
         **tracking.slurm_tags(),
+        **tracking.ray_tags(),
     }
     if sweep_dir is not None:
         tags["mlflow.parentRunId"] = tracking.sweep_parent_run(client, exp_id, sweep_dir, tags)
