@@ -54,6 +54,33 @@ def test_fused_threshold(m, n, k):
     assert np.array_equal(kernels.xnor_gemm_threshold(a, b, k, t, flip, threads=1), want)
 
 
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 300, 4096), (2, 257, 130), (3, 64, 257),
+                                   (5, 513, 64)])
+def test_column_kernel_equals_blocked_kernel(m, n, k):
+    # b_t selects the kernel vectorised over output columns (tiles of COLUMN_TILE, ragged
+    # last tile, word remainders of the 4-word passes); same integers and bits
+    rng = np.random.default_rng(n + k)
+    xa, xb = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    a, b = pack_signs(xa), pack_signs(xb)
+    b_t = np.ascontiguousarray(b.T)
+    want = (xa.astype(np.int64) @ xb.astype(np.int64).T).astype(np.int32)
+    t = rng.integers(-k - 1, k + 2, size=n).astype(np.int32)
+    t[: n // 3] = want[0, : n // 3]  # ties
+    flip = rng.random(n) < 0.5
+    bits = pack_signs(np.where(np.where(flip, want <= t, want >= t), 1, -1))
+    for threads in THREADS:
+        assert np.array_equal(kernels.xnor_gemm(a, b, k, b_t=b_t, threads=threads), want)
+        got = kernels.xnor_gemm_threshold(a, b, k, t, flip, b_t=b_t, threads=threads)
+        assert np.array_equal(got, bits)
+    assert np.array_equal(reference.xnor_gemm_threshold(a, b, k, t, flip, b_t=b_t), bits)
+
+
+def test_column_kernel_rejects_a_wrong_transpose():
+    b = np.zeros((5, 2), np.uint64)
+    with pytest.raises(ValueError, match="transposed"):
+        kernels.xnor_gemm(np.zeros((1, 2), np.uint64), b, 100, b_t=b[:2].copy())
+
+
 def test_threshold_flip_semantics():
     y = np.array([[-3, -1, 0, 1, 3]], dtype=np.int32).T.repeat(2, axis=1)  # (5, 2)
     t = np.array([0, 0], dtype=np.int32)

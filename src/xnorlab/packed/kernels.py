@@ -412,6 +412,94 @@ def _bitplanes_nb(u, out):  # pragma: no cover - compiled
             out[m, 7, wi] = p7
 
 
+# -- small batches: kernels vectorised over output columns (transposed weights) ---------------
+
+#: Output columns per task of the column kernels: a multiple of 64 (a task owns whole words of
+#: packed output) whose sums stay in L1 for a few rows.
+COLUMN_TILE = 256
+
+
+@njit(cache=True)
+def _column_popcounts(A, Bt, j0, j1, acc):  # pragma: no cover - compiled
+    # acc[i, c] = sum_w popcount(A[i, w] ^ Bt[w, j0 + c]) for c < j1 - j0: A (R, W) rows,
+    # Bt (W, N) transposed weights. Vectorised over c; four words per pass, so each acc row is
+    # loaded and stored once per 4 words instead of once per word
+    R, W = A.shape
+    n = j1 - j0
+    for i in range(R):
+        acc[i, :n] = 0
+    w4 = W - W % 4
+    for w in range(0, w4, 4):
+        b0, b1 = Bt[w, j0:j1], Bt[w + 1, j0:j1]
+        b2, b3 = Bt[w + 2, j0:j1], Bt[w + 3, j0:j1]
+        for i in range(R):
+            x0, x1, x2, x3 = A[i, w], A[i, w + 1], A[i, w + 2], A[i, w + 3]
+            row = acc[i]
+            for c in range(n):
+                row[c] += (_popcount(x0 ^ b0[c]) + _popcount(x1 ^ b1[c])
+                           + _popcount(x2 ^ b2[c]) + _popcount(x3 ^ b3[c]))
+    for w in range(w4, W):
+        b0 = Bt[w, j0:j1]
+        for i in range(R):
+            x0 = A[i, w]
+            row = acc[i]
+            for c in range(n):
+                row[c] += _popcount(x0 ^ b0[c])
+
+
+@njit(cache=True)
+def _emit_row(yrow, lo, hi, j0, y, out, i):  # pragma: no cover - compiled
+    # columns j0 .. j0 + len(yrow) of output row i: packed bits lo <= y <= hi into out if
+    # lo.size (j0 a multiple of 64), else the int32 values into y
+    n = yrow.shape[0]
+    if lo.shape[0]:
+        _pack_row(yrow, lo[j0 : j0 + n], hi[j0 : j0 + n], out[i, j0 >> 6 :])
+    else:
+        y[i, j0 : j0 + n] = yrow
+
+
+@njit(parallel=True, cache=True)
+def _xnor_columns_nb(A, Bt, k, lo, hi, y, out):  # pragma: no cover - compiled
+    # binary dense layer for a few rows A (M, W): y = k - 2 popcount(A[i] ^ Bt[:, j]), into
+    # y (M, N) int32 or, thresholded (lo.size), into out (M, n_words(N)); tasks = column tiles
+    M = A.shape[0]
+    N = Bt.shape[1]
+    for t in prange((N + COLUMN_TILE - 1) // COLUMN_TILE):
+        j0 = t * COLUMN_TILE
+        n = min(N, j0 + COLUMN_TILE) - j0
+        acc = np.empty((M, COLUMN_TILE), np.int64)
+        _column_popcounts(A, Bt, j0, j0 + n, acc)
+        yrow = np.empty(n, np.int32)
+        for i in range(M):
+            a = acc[i]
+            for c in range(n):
+                yrow[c] = k - 2 * a[c]
+            _emit_row(yrow, lo, hi, j0, y, out, i)
+
+
+@njit(parallel=True, cache=True)
+def _bitplane_columns_nb(P, Bt, pcw, lo, hi, y, out):  # pragma: no cover - compiled
+    # first dense layer for a few samples from bit planes P (8 M, W) (row 8 m + b = plane b of
+    # sample m): y[m, j] = 255 pcw[j] - sum_b 2^b popcount(P[8 m + b] ^ Bt[:, j]) (see
+    # _bitplane_gemm_nb), outputs as _xnor_columns_nb
+    M = P.shape[0] >> 3
+    N = Bt.shape[1]
+    for t in prange((N + COLUMN_TILE - 1) // COLUMN_TILE):
+        j0 = t * COLUMN_TILE
+        n = min(N, j0 + COLUMN_TILE) - j0
+        acc = np.empty((P.shape[0], COLUMN_TILE), np.int64)
+        _column_popcounts(P, Bt, j0, j0 + n, acc)
+        yrow = np.empty(n, np.int32)
+        for m in range(M):
+            r = m << 3
+            for c in range(n):
+                s = (acc[r, c] + 2 * acc[r + 1, c] + 4 * acc[r + 2, c] + 8 * acc[r + 3, c]
+                     + 16 * acc[r + 4, c] + 32 * acc[r + 5, c] + 64 * acc[r + 6, c]
+                     + 128 * acc[r + 7, c])
+                yrow[c] = 255 * pcw[j0 + c] - s
+            _emit_row(yrow, lo, hi, j0, y, out, m)
+
+
 # -- direct convolution over source planes (see reference.ConvTaps) ---------------------------
 
 
@@ -685,37 +773,68 @@ def _with_threads(threads: int | None):
         numba.set_num_threads(old)
 
 
+@njit(cache=True)
+def _bounds_nb(t, f, off, lo, hi):  # pragma: no cover - compiled
+    # lo[j] <= y - off[j] <= hi[j] <=> y >= t[j] (y <= t[j] where f[j]), clipped to int32;
+    # off empty = 0. One loop: the NumPy version cost ~10 us a layer, a third of batch 1
+    i32_min = np.int64(-(2**31))
+    i32_max = np.int64(2**31 - 1)
+    for j in range(t.shape[0]):
+        d = t[j] - (off[j] if off.shape[0] else 0)
+        d = min(max(d, i32_min), i32_max)
+        if f[j]:
+            lo[j], hi[j] = i32_min, d
+        else:
+            lo[j], hi[j] = d, i32_max
+
+
 def _bounds(
     thresh: np.ndarray, flip: np.ndarray, n: int, offset: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, hi)`` int32 with ``bit = lo <= v <= hi`` equivalent to ``y >= t`` (``y <= t``
     where ``flip``) for ``v = y - offset``. Clipping to int32 keeps the meaning because every
     pre-activation satisfies ``|v| < 2^31 - 1`` (``|y| <= 255 K``)."""
-    t = np.asarray(thresh, dtype=np.int64).reshape(-1)
-    f = np.asarray(flip, dtype=np.bool_).reshape(-1)
+    t = np.asarray(thresh).reshape(-1)
+    f = np.asarray(flip).reshape(-1)
     if t.shape != (n,) or f.shape != (n,):
         raise ValueError(f"thresh and flip need shape ({n},), got {t.shape} and {f.shape}")
-    i32 = np.iinfo(np.int32)
-    lo = np.where(f, i32.min, t)
-    hi = np.where(f, t, i32.max)
-    if offset is not None:
-        off = np.asarray(offset, dtype=np.int64)
-        lo = np.where(f, lo, lo - off)
-        hi = np.where(f, hi - off, hi)
-    return np.clip(lo, i32.min, i32.max).astype(np.int32), np.clip(hi, i32.min, i32.max).astype(
-        np.int32
-    )
+    off = np.zeros(0, np.int64) if offset is None else np.asarray(offset, dtype=np.int64)
+    lo = np.empty(n, np.int32)
+    hi = np.empty(n, np.int32)
+    _bounds_nb(t.astype(np.int64, copy=False), f.astype(np.bool_, copy=False), off, lo, hi)
+    return lo, hi
 
 
-def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
+def _check_transposed(b_t: np.ndarray, b: np.ndarray) -> np.ndarray:
+    b_t = _packed_2d(b_t, "b_t")
+    if b_t.shape != b.shape[::-1]:
+        raise ValueError(f"b_t must be b transposed {b.shape[::-1]}, got {b_t.shape}")
+    return b_t
+
+
+def xnor_gemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    k: int,
+    *,
+    b_t: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
     """Binary GEMM: ``out[i, j] = k - 2 * popcount(a[i] ^ b[j])`` as int32, shape (M, N).
 
-    ``a`` (M, W) and ``b`` (N, W) are packed +-1 rows of length ``k`` (padding bits 0).
+    ``a`` (M, W) and ``b`` (N, W) are packed +-1 rows of length ``k`` (padding bits 0). With
+    ``b_t`` (``b`` transposed, (W, N)) the kernel vectorised over output columns runs instead of
+    the register-blocked one: faster for a few rows (batch 1), slower for many.
     """
     a, b = _check_pair(a, b, k)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     with _with_threads(threads):
-        _xnor_gemm_nb(a, b, np.int64(k), out)
+        if b_t is not None:
+            nothing = np.zeros(0, np.int32)
+            _xnor_columns_nb(a, _check_transposed(b_t, b), np.int64(k), nothing, nothing, out,
+                             np.zeros((1, 1), np.uint64))
+        else:
+            _xnor_gemm_nb(a, b, np.int64(k), out)
     return out
 
 
@@ -726,19 +845,25 @@ def xnor_gemm_threshold(
     thresh: np.ndarray,
     flip: np.ndarray,
     *,
+    b_t: np.ndarray | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Fused binary GEMM + threshold: packed bits (M, n_words(N)) for the next layer.
 
     Output bit ``j`` of row ``i`` is ``y >= thresh[j]`` (``y <= thresh[j]`` where ``flip[j]``)
-    with ``y = k - 2 * popcount(a[i] ^ b[j])``; padding bits are 0.
+    with ``y = k - 2 * popcount(a[i] ^ b[j])``; padding bits are 0. ``b_t``: as
+    :func:`xnor_gemm`.
     """
     a, b = _check_pair(a, b, k)
     n = b.shape[0]
     lo, hi = _bounds(thresh, flip, n)
     out = np.zeros((a.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads):
-        _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, out)
+        if b_t is not None:
+            _xnor_columns_nb(a, _check_transposed(b_t, b), np.int64(k), lo, hi,
+                             np.zeros((1, 1), np.int32), out)
+        else:
+            _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, out)
     return out
 
 
@@ -955,7 +1080,7 @@ INT8_COLS = 512
 
 #: Below this many rows the first layer runs on the numba kernel: ``torch._int_mm`` repacks
 #: the whole weight matrix on every call, which dominates (and varies 10x) at batch 1.
-INT8_TORCH_MIN_ROWS = 32
+INT8_TORCH_MIN_ROWS = 6
 
 
 @njit(parallel=True, cache=True)
@@ -1024,11 +1149,39 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(old)
 
 
+#: Below this many rows the first dense layer runs on its bit planes with the column kernel
+#: (L1/L2-resident packed weights, 8x smaller than the int8 ones the GEMV would stream).
+BITPLANE_MAX_ROWS = 6
+
+
+def _bitplane_columns(
+    u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray, fused: bool
+) -> np.ndarray:
+    """The first layer from the bit planes of a few rows ``u`` (see :func:`uint8_gemm`):
+    int32 ``y`` (M, N), or the bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``."""
+    planes = bitplanes(u).reshape(8 * u.shape[0], -1)
+    n = wts.bits_t.shape[1]
+    if fused:
+        out = np.zeros((u.shape[0], (n + 63) // 64), np.uint64)
+        _bitplane_columns_nb(planes, wts.bits_t, wts.pcw, lo, hi, np.zeros((1, 1), np.int32),
+                             out)
+        return out
+    y = np.empty((u.shape[0], n), np.int32)
+    nothing = np.zeros(0, np.int32)
+    _bitplane_columns_nb(planes, wts.bits_t, wts.pcw, nothing, nothing, y,
+                         np.zeros((1, 1), np.uint64))
+    return y
+
+
 def uint8_gemm(
     u: np.ndarray, wts: Int8Weights, *, threads: int | None = None, use_torch: bool = True
 ) -> np.ndarray:
-    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) as ``(u - 128) w + 128 colsum``."""
+    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) as ``(u - 128) w + 128 colsum``
+    (an int8 GEMM), or below :data:`BITPLANE_MAX_ROWS` rows from bit planes."""
     a8 = _shifted(u, wts)
+    if u.shape[0] < BITPLANE_MAX_ROWS:
+        with _with_threads(threads):
+            return _bitplane_columns(u, wts, np.zeros(0, np.int32), np.zeros(0, np.int32), False)
     with _with_threads(threads), _torch_threads(threads):
         y = int8_matmul(a8, wts.w, use_torch=use_torch)
         _add_row_nb(y, 128 * wts.colsum)
@@ -1048,6 +1201,9 @@ def uint8_gemm_threshold(
     correction is folded into the bounds (``lo <= y0 + c <= hi <=> lo - c <= y0 <= hi - c``)."""
     a8 = _shifted(u, wts)
     n = wts.w.shape[1]
+    if u.shape[0] < BITPLANE_MAX_ROWS:
+        with _with_threads(threads):
+            return _bitplane_columns(u, wts, *_bounds(thresh, flip, n), True)
     lo, hi = _bounds(thresh, flip, n, offset=128 * wts.colsum.astype(np.int64))
     out = np.empty((u.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads), _torch_threads(threads):

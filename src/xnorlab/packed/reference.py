@@ -70,8 +70,16 @@ def xor_popcount(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
-    """``k - 2 * popcount(a[i] ^ b[j])``: int32 (M, N) dots of packed +-1 rows of length k."""
+def xnor_gemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    k: int,
+    *,
+    b_t: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """``k - 2 * popcount(a[i] ^ b[j])``: int32 (M, N) dots of packed +-1 rows of length k.
+    (``b_t``, ``b`` transposed, only selects a fast kernel's layout: ignored here.)"""
     return (k - 2 * xor_popcount(a, b)).astype(np.int32)
 
 
@@ -104,6 +112,7 @@ def xnor_gemm_threshold(
     thresh: np.ndarray,
     flip: np.ndarray,
     *,
+    b_t: np.ndarray | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Reference of the fused kernel: :func:`threshold_pack` of :func:`xnor_gemm`."""
@@ -160,19 +169,24 @@ def bitplane_gemm_threshold(
 
 
 class Int8Weights(NamedTuple):
-    """First dense layer's +-1 weights as int8 ``(K, N)`` (for integer GEMMs on uint8 rows)
-    and their column sums (the correction of the ``u - 128`` shift of an int8 GEMM)."""
+    """First dense layer's +-1 weights in the layouts of the integer kernels: int8 ``(K, N)``
+    with their column sums (the correction of the ``u - 128`` shift of an int8 GEMM), and the
+    packed rows transposed with their popcounts (the small-batch bit-plane kernel)."""
 
     w: np.ndarray  # int8 (K, N), +-1
     colsum: np.ndarray  # int32 (N,), sum_k w[k, n]
+    bits_t: np.ndarray  # uint64 (n_words(K), N), the packed rows b transposed
+    pcw: np.ndarray  # int64 (N,), popcount of row n of b (its +1 weights)
 
 
 def int8_weights(b: np.ndarray, k: int) -> Int8Weights:
     """:class:`Int8Weights` of packed +-1 rows ``b`` (N, n_words(k))."""
     from .bits import unpack_signs
 
-    w = np.ascontiguousarray(unpack_signs(np.asarray(b), k).T)
-    return Int8Weights(w, w.sum(axis=0, dtype=np.int32))
+    b = np.asarray(b)
+    w = np.ascontiguousarray(unpack_signs(b, k).T)
+    return Int8Weights(w, w.sum(axis=0, dtype=np.int32), np.ascontiguousarray(b.T),
+                       np.bitwise_count(b).sum(axis=1, dtype=np.int64))
 
 
 def _check_u8(u: np.ndarray, wts: Int8Weights) -> np.ndarray:
