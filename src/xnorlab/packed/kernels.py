@@ -74,6 +74,19 @@ def _popcount(typingctx, x):
     return types.int64(x), codegen
 
 
+@intrinsic
+def _popcount_lane(typingctx, x):
+    """``llvm.ctpop`` at the width of an unsigned integer, same type out: a sweep over uint8
+    (uint16, uint32) lanes vectorises to ``vpopcntb`` (``w``, ``d``; AVX-512 BITALG)."""
+    if not isinstance(x, types.Integer) or x.signed:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return x(x), codegen
+
+
 @njit(cache=True)
 def popcount64(x):  # pragma: no cover - compiled
     """Population count of one 64-bit word (callable from Python and from njit code)."""
@@ -669,6 +682,108 @@ def _scatter_bits(ob, n0, geom, out):  # pragma: no cover - compiled
                     out[n0 + b, qy, qx, k] = v
 
 
+# -- narrow binary convs: one pixel per lane --------------------------------------------------
+# With C <= 16 channels a pixel fits a uint8 / uint16 lane: the sweep reads one lane per kernel
+# pixel (ConvTaps.pixels), so 64 / 32 positions share a vector (8 with words), and no lane is
+# mostly padding bits (a 3x3 tap word of 8 channels uses 24 of 64). The popcount sums (<= K)
+# stay in the lane type; the thresholded lanes are assembled into words for the scatter.
+
+
+@njit(cache=True)
+def _fill_pixel_sources(x, n0, pad, geom, src):  # pragma: no cover - compiled
+    # src: the padded pixel plane (lanes) of samples n0 .. n0 + B - 1, one after the other
+    _, h, w, _ = x.shape
+    pt, pl, hp, wp = geom.pt, geom.pl, geom.hp, geom.wp
+    src[:] = pad
+    for b in range(min(geom.block, x.shape[0] - n0)):
+        for y in range(h):
+            row = src[b * hp * wp + (y + pt) * wp + pl :]
+            for xx in range(w):
+                row[xx] = x[n0 + b, y, xx, 0]
+
+
+@njit(cache=True)
+def _pixel_tap_sweep(src, off, wt, j, acc):  # pragma: no cover - compiled
+    # acc[q] = sum_t popcount(src[off[t] + q] ^ wt[t, j]) over every kernel pixel t, three taps
+    # per pass (acc loaded and stored once per 3 taps), then the remaining taps one by one
+    L = acc.shape[0]
+    T = off.shape[0]
+    acc[:] = 0
+    t3 = T - T % 3
+    for t in range(0, t3, 3):
+        s0 = src[off[t] : off[t] + L]
+        s1 = src[off[t + 1] : off[t + 1] + L]
+        s2 = src[off[t + 2] : off[t + 2] + L]
+        w0, w1, w2 = wt[t, j], wt[t + 1, j], wt[t + 2, j]
+        for q in range(L):
+            acc[q] += (_popcount_lane(s0[q] ^ w0) + _popcount_lane(s1[q] ^ w1)
+                       + _popcount_lane(s2[q] ^ w2))
+    for t in range(t3, T):
+        s0 = src[off[t] : off[t] + L]
+        w0 = wt[t, j]
+        for q in range(L):
+            acc[q] += _popcount_lane(s0[q] ^ w0)
+
+
+@njit(cache=True)
+def _lane_threshold(acc, cut, inv, o, bit):  # pragma: no cover - compiled
+    # o[q] |= ((acc[q] >= cut) ^ inv) << bit, in the lane type of acc and o
+    one = o.dtype.type(1)
+    sh = o.dtype.type(bit)
+    c = acc.dtype.type(cut)
+    if inv:
+        for q in range(acc.shape[0]):
+            o[q] |= o.dtype.type(acc[q] < c) << sh
+    else:
+        for q in range(acc.shape[0]):
+            o[q] |= (o.dtype.type(acc[q] >= c) & one) << sh
+
+
+@njit(cache=True)
+def _lanes_to_words(ob, words):  # pragma: no cover - compiled
+    # words[k, q]: output word k of sweep position q, lanes ob[k * per ..] of lb bits each
+    lb = 8 * ob.itemsize
+    per = 64 // lb
+    for k in range(words.shape[0]):
+        w = words[k]
+        w[:] = 0
+        for g in range(k * per, min(ob.shape[0], k * per + per)):
+            o = ob[g]
+            sh = np.uint64(lb * (g - k * per))
+            for q in range(w.shape[0]):
+                w[q] |= np.uint64(o[q]) << sh
+
+
+@njit(parallel=True, cache=True)
+def _pixel_conv_nb(x, off, wt, pad, geom, thresh, flip, bits, y):  # pragma: no cover
+    # binary conv with one pixel per lane (wt: (kh kw, out) lanes, off[t] = ky Wp + kx): per
+    # task a block of samples; fused threshold into bits if thresh.size, else y = K - 2 p
+    hp, wp, L, k, B = geom.hp, geom.wp, geom.sweep, geom.fan_in, geom.block
+    fuse = thresh.shape[0] > 0
+    co = wt.shape[1]
+    lb = 8 * wt.itemsize
+    n = x.shape[0]
+    for blk in prange((n + B - 1) // B):
+        n0 = blk * B
+        nb = min(B, n - n0)
+        span = (nb - 1) * hp * wp + L
+        src = np.empty(max(nb * hp * wp, span + off.max()), wt.dtype)
+        _fill_pixel_sources(x, n0, pad, geom, src)
+        acc = np.empty(span, wt.dtype)
+        ob = np.zeros(((co + lb - 1) // lb if fuse else 0, span), wt.dtype)
+        for j in range(co):
+            _pixel_tap_sweep(src, off, wt, j, acc)
+            if fuse:
+                cut, inv = _popcount_threshold(thresh[j], flip[j], k)
+                _lane_threshold(acc, min(max(cut, 0), k + 1), inv, ob[j // lb], j % lb)
+            else:
+                _store_outputs(acc, -2, k, n0, j, geom, y)
+        if fuse:
+            words = np.empty((bits.shape[3], span), np.uint64)
+            _lanes_to_words(ob, words)
+            _scatter_bits(words, n0, geom, bits)
+
+
 @njit(parallel=True, cache=True)
 def _binary_conv_nb(
     x, plane, ky, kx, wt, pad, groups, geom, thresh, flip, bits, y
@@ -1038,10 +1153,31 @@ def binary_conv2d(
     geom, t, f, shape = _conv_args(n, x.shape[1:3], taps, stride, padding, pool, thresh, flip,
                                    threads)
     bits, y = _conv_outputs(n, t, shape)
+    lane = pixel_lane(taps)
     with _with_threads(threads):
-        _binary_conv_nb(np.ascontiguousarray(x), taps.plane, taps.ky, taps.kx, taps.weight,
-                        taps.pad, taps.groups, geom, t, f, bits, y)
+        if lane is not None:
+            kw = taps.kernel[1]
+            t_px = np.arange(taps.pixels.shape[0])
+            off = (t_px // kw) * geom.wp + t_px % kw
+            _pixel_conv_nb(np.ascontiguousarray(x), off, taps.pixels.astype(lane),
+                           lane(taps.pad[0]), geom, t, f, bits, y)
+        else:
+            _binary_conv_nb(np.ascontiguousarray(x), taps.plane, taps.ky, taps.kx, taps.weight,
+                            taps.pad, taps.groups, geom, t, f, bits, y)
     return bits if t.shape[0] else y
+
+
+def pixel_lane(taps: ConvTaps) -> type | None:
+    """The lane type of the one-pixel-per-lane binary conv (uint8 / uint16: the narrowest that
+    holds a pixel's channels and popcount sums up to ``K + 1``), or None: word taps instead
+    (from 17 channels the grouped word taps were as fast, measured at 32)."""
+    if not taps.pixels.shape[0]:
+        return None
+    for lane in (np.uint8, np.uint16):
+        bits = 8 * np.dtype(lane).itemsize
+        if taps.channels <= bits and taps.fan_in + 1 < 2**bits:
+            return lane
+    return None
 
 
 def uint8_conv2d(
