@@ -17,11 +17,18 @@
   runs of positions (the tap formulation of :mod:`.reference`), vectorising over output
   *positions*, which suits the narrow layers of small CNNs (9-word K, 16-64 outputs) far better
   than a GEMM micro-kernel; threshold, bit packing and a non-overlapping OR-pool are fused.
+  Binary convs on <= 16 channels sweep one pixel per uint8 / uint16 lane instead
+  (:func:`pixel_lane`; ``vpopcntb`` / ``vpopcntw``, 64 / 32 positions per vector).
 * First dense layer from uint8 rows (:func:`uint8_gemm`): an int8 GEMM with int32 accumulation
   of ``u - 128`` (``u ^ 0x80`` as int8) by the +-1 weights, corrected exactly by ``128 colsum(w)``
   (folded into the thresholds when fused). It runs on ``torch._int_mm`` (oneDNN: AVX-512 VNNI
   ``vpdpbusd`` where the CPU has it, AVX2 ``vpmaddubsw`` otherwise), ~6x the bit-plane kernel on
-  784-wide rows; without torch a numba loop computes the same integers.
+  784-wide rows; without torch a numba loop computes the same integers. Below
+  :data:`BITPLANE_MAX_ROWS` rows the bit planes run on the column kernel instead.
+* Small batches (batch 1): with the weights transposed to (W, N), the column kernels
+  (:func:`xnor_gemm` with ``b_t``) vectorise over output columns, so each weight word is
+  read once per row and the first layer's packed weights (426 KB for 784 x 4096) stay cached
+  where its int8 ones (3.2 MB) are streamed.
 * ``fastmath`` is off; everything is integer, so the results are exact.
 
 All kernels take packed operands with the same number of words ``W`` per row, padding bits 0
