@@ -101,8 +101,8 @@ def test_engine_matches_torch(name, quant):
 
 @pytest.mark.parametrize("name", ["mlp", "cnn28"])
 def test_small_batches_take_other_kernels_with_the_same_results(name):
-    # batches of 1-3 run the column and bit-plane kernels, a batch of 48 the blocked GEMM and
-    # the int8 GEMM: every pre-activation and score of each sample must agree
+    # batches of 1-5 run the first layer on bit planes (column kernel), a batch of 48 on the
+    # int8 GEMM: every pre-activation and score of each sample must agree
     cfg, shape = MODELS[name]
     torch.manual_seed(1)
     model = build_model(cfg, "bnn", input_shape=shape)

@@ -54,33 +54,6 @@ def test_fused_threshold(m, n, k):
     assert np.array_equal(kernels.xnor_gemm_threshold(a, b, k, t, flip, threads=1), want)
 
 
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 300, 4096), (2, 257, 130), (3, 64, 257),
-                                   (5, 513, 64)])
-def test_column_kernel_equals_blocked_kernel(m, n, k):
-    # b_t selects the kernel vectorised over output columns (tiles of COLUMN_TILE, ragged
-    # last tile, word remainders of the 4-word passes); same integers and bits
-    rng = np.random.default_rng(n + k)
-    xa, xb = _pm1(rng, (m, k)), _pm1(rng, (n, k))
-    a, b = pack_signs(xa), pack_signs(xb)
-    b_t = np.ascontiguousarray(b.T)
-    want = (xa.astype(np.int64) @ xb.astype(np.int64).T).astype(np.int32)
-    t = rng.integers(-k - 1, k + 2, size=n).astype(np.int32)
-    t[: n // 3] = want[0, : n // 3]  # ties
-    flip = rng.random(n) < 0.5
-    bits = pack_signs(np.where(np.where(flip, want <= t, want >= t), 1, -1))
-    for threads in THREADS:
-        assert np.array_equal(kernels.xnor_gemm(a, b, k, b_t=b_t, threads=threads), want)
-        got = kernels.xnor_gemm_threshold(a, b, k, t, flip, b_t=b_t, threads=threads)
-        assert np.array_equal(got, bits)
-    assert np.array_equal(reference.xnor_gemm_threshold(a, b, k, t, flip, b_t=b_t), bits)
-
-
-def test_column_kernel_rejects_a_wrong_transpose():
-    b = np.zeros((5, 2), np.uint64)
-    with pytest.raises(ValueError, match="transposed"):
-        kernels.xnor_gemm(np.zeros((1, 2), np.uint64), b, 100, b_t=b[:2].copy())
-
-
 def test_threshold_flip_semantics():
     y = np.array([[-3, -1, 0, 1, 3]], dtype=np.int32).T.repeat(2, axis=1)  # (5, 2)
     t = np.array([0, 0], dtype=np.int32)
@@ -147,9 +120,9 @@ from xnorlab.packed.bits import pack_signs
 rng = np.random.default_rng(0)
 xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(13, 200))
 assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
-b = pack_signs(xb)
-got = kernels.xnor_gemm(pack_signs(xa[:2]), b, 200, b_t=np.ascontiguousarray(b.T))
-assert np.array_equal(got, xa[:2] @ xb.T)
+u = rng.integers(0, 256, size=(2, 200), dtype=np.uint8)  # batch 2: bit planes by columns
+wts = reference.int8_weights(pack_signs(xb), 200)
+assert np.array_equal(kernels.uint8_gemm(u, wts), u.astype(np.int64) @ xb.T)
 g = ((1, 1), (1, 1, 1, 1))
 for c in (16, 32):  # one pixel per uint16 lane; grouped word taps
     x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, c)))
@@ -157,7 +130,7 @@ for c in (16, 32):  # one pixel per uint16 lane; grouped word taps
     taps = reference.conv_taps(w, c, (3, 3), False)
     want = reference.binary_conv2d(x, taps, *g)
     assert np.array_equal(kernels.binary_conv2d(x, taps, *g), want)
-for name in ("_xnor_gemm_nb", "_xnor_columns_nb", "_binary_conv_nb", "_bit_tap_sweep",
+for name in ("_xnor_gemm_nb", "_bitplane_columns_nb", "_binary_conv_nb", "_bit_tap_sweep",
              "_pixel_conv_nb", "_pixel_tap_sweep"):
     asm = "\\n".join(getattr(kernels, name).inspect_asm().values())
     assert asm and "zmm" not in asm and "vpopcntq" not in asm, name + ": AVX-512 for AVX2"

@@ -23,22 +23,12 @@ class Backend(Protocol):
 
     name: str
 
-    def xnor_gemm(
-        self, a: np.ndarray, b: np.ndarray, k: int, *, b_t: np.ndarray | None = None
-    ) -> np.ndarray:
-        """``k - 2 popcount(a[i] ^ b[j])``: int32 (M, N). ``b_t`` (``b`` transposed, (W, N)),
-        if given, selects a kernel for a few rows; the result is the same."""
+    def xnor_gemm(self, a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+        """``k - 2 popcount(a[i] ^ b[j])``: int32 (M, N)."""
         ...
 
     def xnor_gemm_threshold(
-        self,
-        a: np.ndarray,
-        b: np.ndarray,
-        k: int,
-        thresh: np.ndarray,
-        flip: np.ndarray,
-        *,
-        b_t: np.ndarray | None = None,
+        self, a: np.ndarray, b: np.ndarray, k: int, thresh: np.ndarray, flip: np.ndarray
     ) -> np.ndarray:
         """Thresholded :meth:`xnor_gemm` as packed bits (M, n_words(N))."""
         ...

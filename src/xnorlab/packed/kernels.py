@@ -25,10 +25,10 @@
   ``vpdpbusd`` where the CPU has it, AVX2 ``vpmaddubsw`` otherwise), ~6x the bit-plane kernel on
   784-wide rows; without torch a numba loop computes the same integers. Below
   :data:`BITPLANE_MAX_ROWS` rows the bit planes run on the column kernel instead.
-* Small batches (batch 1): with the weights transposed to (W, N), the column kernels
-  (:func:`xnor_gemm` with ``b_t``) vectorise over output columns, so each weight word is
-  read once per row and the first layer's packed weights (426 KB for 784 x 4096) stay cached
-  where its int8 ones (3.2 MB) are streamed.
+* Batch 1 first layer: with the packed weights transposed to (W, N), the column kernel
+  vectorises over output columns, and those weights (426 KB for 784 x 4096) stay cached where
+  the int8 ones (3.2 MB) are streamed. (For hidden layers at batch 1 the blocked kernel was as
+  fast: both stream the packed weights once.)
 * ``fastmath`` is off; everything is integer, so the results are exact.
 
 All kernels take packed operands with the same number of words ``W`` per row, padding bits 0
@@ -432,7 +432,7 @@ def _bitplanes_nb(u, out):  # pragma: no cover - compiled
             out[m, 7, wi] = p7
 
 
-# -- small batches: kernels vectorised over output columns (transposed weights) ---------------
+# -- small batches: the first layer vectorised over output columns (transposed weights) -------
 
 #: Output columns per task of the column kernels: a multiple of 64 (a task owns whole words of
 #: packed output) whose sums stay in L1 for a few rows.
@@ -479,29 +479,11 @@ def _emit_row(yrow, lo, hi, j0, y, out, i):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _xnor_columns_nb(A, Bt, k, lo, hi, y, out):  # pragma: no cover - compiled
-    # binary dense layer for a few rows A (M, W): y = k - 2 popcount(A[i] ^ Bt[:, j]), into
-    # y (M, N) int32 or, thresholded (lo.size), into out (M, n_words(N)); tasks = column tiles
-    M = A.shape[0]
-    N = Bt.shape[1]
-    for t in prange((N + COLUMN_TILE - 1) // COLUMN_TILE):
-        j0 = t * COLUMN_TILE
-        n = min(N, j0 + COLUMN_TILE) - j0
-        acc = np.empty((M, COLUMN_TILE), np.int64)
-        _column_popcounts(A, Bt, j0, j0 + n, acc)
-        yrow = np.empty(n, np.int32)
-        for i in range(M):
-            a = acc[i]
-            for c in range(n):
-                yrow[c] = k - 2 * a[c]
-            _emit_row(yrow, lo, hi, j0, y, out, i)
-
-
-@njit(parallel=True, cache=True)
 def _bitplane_columns_nb(P, Bt, pcw, lo, hi, y, out):  # pragma: no cover - compiled
     # first dense layer for a few samples from bit planes P (8 M, W) (row 8 m + b = plane b of
     # sample m): y[m, j] = 255 pcw[j] - sum_b 2^b popcount(P[8 m + b] ^ Bt[:, j]) (see
-    # _bitplane_gemm_nb), outputs as _xnor_columns_nb
+    # _bitplane_gemm_nb), into y (M, N) int32 or, thresholded (lo.size), into out
+    # (M, n_words(N)); tasks = column tiles
     M = P.shape[0] >> 3
     N = Bt.shape[1]
     for t in prange((N + COLUMN_TILE - 1) // COLUMN_TILE):
@@ -927,36 +909,15 @@ def _bounds(
     return lo, hi
 
 
-def _check_transposed(b_t: np.ndarray, b: np.ndarray) -> np.ndarray:
-    b_t = _packed_2d(b_t, "b_t")
-    if b_t.shape != b.shape[::-1]:
-        raise ValueError(f"b_t must be b transposed {b.shape[::-1]}, got {b_t.shape}")
-    return b_t
-
-
-def xnor_gemm(
-    a: np.ndarray,
-    b: np.ndarray,
-    k: int,
-    *,
-    b_t: np.ndarray | None = None,
-    threads: int | None = None,
-) -> np.ndarray:
+def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
     """Binary GEMM: ``out[i, j] = k - 2 * popcount(a[i] ^ b[j])`` as int32, shape (M, N).
 
-    ``a`` (M, W) and ``b`` (N, W) are packed +-1 rows of length ``k`` (padding bits 0). With
-    ``b_t`` (``b`` transposed, (W, N)) the kernel vectorised over output columns runs instead of
-    the register-blocked one: faster for a few rows (batch 1), slower for many.
+    ``a`` (M, W) and ``b`` (N, W) are packed +-1 rows of length ``k`` (padding bits 0).
     """
     a, b = _check_pair(a, b, k)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     with _with_threads(threads):
-        if b_t is not None:
-            nothing = np.zeros(0, np.int32)
-            _xnor_columns_nb(a, _check_transposed(b_t, b), np.int64(k), nothing, nothing, out,
-                             np.zeros((1, 1), np.uint64))
-        else:
-            _xnor_gemm_nb(a, b, np.int64(k), out)
+        _xnor_gemm_nb(a, b, np.int64(k), out)
     return out
 
 
@@ -967,25 +928,19 @@ def xnor_gemm_threshold(
     thresh: np.ndarray,
     flip: np.ndarray,
     *,
-    b_t: np.ndarray | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Fused binary GEMM + threshold: packed bits (M, n_words(N)) for the next layer.
 
     Output bit ``j`` of row ``i`` is ``y >= thresh[j]`` (``y <= thresh[j]`` where ``flip[j]``)
-    with ``y = k - 2 * popcount(a[i] ^ b[j])``; padding bits are 0. ``b_t``: as
-    :func:`xnor_gemm`.
+    with ``y = k - 2 * popcount(a[i] ^ b[j])``; padding bits are 0.
     """
     a, b = _check_pair(a, b, k)
     n = b.shape[0]
     lo, hi = _bounds(thresh, flip, n)
     out = np.zeros((a.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads):
-        if b_t is not None:
-            _xnor_columns_nb(a, _check_transposed(b_t, b), np.int64(k), lo, hi,
-                             np.zeros((1, 1), np.int32), out)
-        else:
-            _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, out)
+        _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, out)
     return out
 
 

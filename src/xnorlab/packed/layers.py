@@ -52,10 +52,6 @@ __all__ = [
 THRESH_MIN = np.iinfo(np.int32).min
 THRESH_MAX = np.iinfo(np.int32).max
 
-#: Binary dense layers on fewer rows than this pass their transposed weights to the kernels,
-#: which then vectorise over output columns (batch 1 streams each weight word once).
-COLUMN_KERNEL_MAX_ROWS = 4
-
 
 @dataclass
 class Act:
@@ -253,7 +249,6 @@ class Dense(_Compute):
     in_features: int = 0
     uint8_input: bool = False
     _int8: Int8Weights | None = field(default=None, init=False, repr=False)
-    _weight_t: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
@@ -320,15 +315,6 @@ class Dense(_Compute):
             self._int8 = int8_weights(self.weight, self.in_features)
         return self._int8
 
-    def weight_t(self, rows: int) -> np.ndarray | None:
-        """The packed weights transposed (words, out) for a batch of ``rows`` below
-        :data:`COLUMN_KERNEL_MAX_ROWS` (built on first use, then kept), else None."""
-        if rows >= COLUMN_KERNEL_MAX_ROWS:
-            return None
-        if self._weight_t is None:
-            self._weight_t = np.ascontiguousarray(self.weight.T)
-        return self._weight_t
-
     def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
         if self.uint8_input and self.outputs_bits and not want_int:
             y = None
@@ -338,11 +324,11 @@ class Dense(_Compute):
             out = self._finish(y, ops)
         elif self.outputs_bits and not want_int:
             y = None
-            out = ops.xnor_gemm_threshold(a.data, self.weight, self.in_features, self.thresh,
-                                          self.flip, b_t=self.weight_t(a.data.shape[0]))
+            out = ops.xnor_gemm_threshold(
+                a.data, self.weight, self.in_features, self.thresh, self.flip
+            )
         else:
-            y = ops.xnor_gemm(a.data, self.weight, self.in_features,
-                              b_t=self.weight_t(a.data.shape[0]))
+            y = ops.xnor_gemm(a.data, self.weight, self.in_features)
             out = self._finish(y, ops)
         n = self.out_features
         if self.outputs_bits:

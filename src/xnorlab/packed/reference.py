@@ -70,16 +70,8 @@ def xor_popcount(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def xnor_gemm(
-    a: np.ndarray,
-    b: np.ndarray,
-    k: int,
-    *,
-    b_t: np.ndarray | None = None,
-    threads: int | None = None,
-) -> np.ndarray:
-    """``k - 2 * popcount(a[i] ^ b[j])``: int32 (M, N) dots of packed +-1 rows of length k.
-    (``b_t``, ``b`` transposed, only selects a fast kernel's layout: ignored here.)"""
+def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
+    """``k - 2 * popcount(a[i] ^ b[j])``: int32 (M, N) dots of packed +-1 rows of length k."""
     return (k - 2 * xor_popcount(a, b)).astype(np.int32)
 
 
@@ -112,7 +104,6 @@ def xnor_gemm_threshold(
     thresh: np.ndarray,
     flip: np.ndarray,
     *,
-    b_t: np.ndarray | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Reference of the fused kernel: :func:`threshold_pack` of :func:`xnor_gemm`."""
