@@ -1176,8 +1176,10 @@ def uint8_conv2d(
 #: Output columns per task of the numba int8 kernel (its int32 accumulators stay in L1).
 INT8_COLS = 512
 
-#: Below this many rows the first layer runs on the numba kernel: ``torch._int_mm`` repacks
-#: the whole weight matrix on every call, which dominates (and varies 10x) at batch 1.
+#: Below this many rows :func:`int8_matmul` runs the numba kernel: ``torch._int_mm`` repacks
+#: the whole weight matrix on every call, which dominates (and varies 10x) at batch 1. The
+#: first layer goes to bit planes below :data:`BITPLANE_MAX_ROWS` (= this), so the numba
+#: kernel is left for hosts without torch (it was ~10x slower than torch at 8-16 rows).
 INT8_TORCH_MIN_ROWS = 6
 
 
