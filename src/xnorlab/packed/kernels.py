@@ -673,23 +673,33 @@ def _copy_bits(ob, n0, geom, out):  # pragma: no cover - compiled
 @njit(cache=True)
 def _scatter_bits(ob, n0, geom, out):  # pragma: no cover - compiled
     # out[n, qy, qx] = OR of ob[:, sweep position] over the (ph, pw) pool window of conv
-    # outputs (qy ph + dy, qx pw + dx): OR-pool with kernel = stride; (1, 1) = a plain copy
+    # outputs (qy ph + dy, qx pw + dx): OR-pool with kernel = stride; (1, 1) = a plain copy.
+    # Per output row, the ph sweep rows are ORed into `row` first (contiguous, vectorised);
+    # only the pw columns of each output are then gathered
     if geom.ph == 1 and geom.pw == 1:
         _copy_bits(ob, n0, geom, out)
         return
     _, hq, wq, wco = out.shape
     hp, wp, sh, sw, ph, pw = geom.hp, geom.wp, geom.sh, geom.sw, geom.ph, geom.pw
+    row = np.empty(wp, np.uint64)
     for b in range(min(geom.block, out.shape[0] - n0)):
+        img = out[n0 + b].reshape(hq, wq * wco)
         for qy in range(hq):
-            for qx in range(wq):
-                q0 = b * hp * wp + qy * ph * sh * wp + qx * pw * sw
-                for k in range(wco):
-                    o = ob[k]
+            base = b * hp * wp + qy * ph * sh * wp
+            for k in range(wco):
+                o = ob[k]
+                for x in range(wp):
+                    row[x] = o[base + x]
+                for dy in range(1, ph):
+                    r = base + dy * sh * wp
+                    for x in range(wp):
+                        row[x] |= o[r + x]
+                dst = img[qy]
+                for qx in range(wq):
                     v = np.uint64(0)
-                    for dy in range(ph):
-                        for dx in range(pw):
-                            v |= o[q0 + dy * sh * wp + dx * sw]
-                    out[n0 + b, qy, qx, k] = v
+                    for dx in range(pw):
+                        v |= row[(qx * pw + dx) * sw]
+                    dst[qx * wco + k] = v
 
 
 # -- narrow binary convs: one pixel per lane --------------------------------------------------
