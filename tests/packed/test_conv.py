@@ -104,6 +104,22 @@ def test_narrow_channels_share_words(cin, kernel, words):
     assert np.bitwise_count(taps.weight).sum(axis=0).tolist() == [taps.fan_in] * 4
 
 
+@pytest.mark.parametrize(
+    "cin,kernel,lane",
+    [(1, 3, np.uint8), (8, 3, np.uint8), (8, 5, np.uint8), (8, 7, np.uint16), (9, 3, np.uint16),
+     (16, 3, np.uint16), (32, 3, None), (64, 3, None), (70, 3, None)],
+)
+def test_narrow_channels_take_one_pixel_per_lane(cin, kernel, lane):
+    """C <= 16: the binary conv sweeps one pixel per uint8 / uint16 lane (the narrowest that
+    holds the channels and popcount sums up to K + 1); ``pixels`` is each kernel pixel's word."""
+    rng = np.random.default_rng(cin + kernel)
+    w = pack_signs(_pm1(rng, (4, kernel, kernel, cin))).reshape(4, -1)
+    taps = reference.conv_taps(w, cin, (kernel, kernel), uint8_input=False)
+    assert kernels.pixel_lane(taps) is lane
+    if cin <= 64:
+        assert np.array_equal(taps.pixels, w.T)
+
+
 def test_conv_kernel_input_errors():
     w = pack_signs(np.ones((2, 3, 3, 4))).reshape(2, -1)
     taps = reference.conv_taps(w, 4, (3, 3), uint8_input=False)

@@ -99,6 +99,23 @@ def test_engine_matches_torch(name, quant):
     assert np.array_equal(ref.scores(u), scores)
 
 
+@pytest.mark.parametrize("name", ["mlp", "cnn28"])
+def test_small_batches_take_other_kernels_with_the_same_results(name):
+    # batches of 1-5 run the first layer on bit planes (column kernel), a batch of 48 on the
+    # int8 GEMM: every pre-activation and score of each sample must agree
+    cfg, shape = MODELS[name]
+    torch.manual_seed(1)
+    model = build_model(cfg, "bnn", input_shape=shape)
+    u = _images(shape, 48, seed=5)
+    _randomize(model, u, seed=2)
+    eng = export_model(model, shape)
+    whole_ints, whole_scores = eng.forward_int(u), eng.scores(u)
+    for lo, hi in [(0, 1), (1, 3), (3, 6), (6, 13)]:
+        for part, whole in zip(eng.forward_int(u[lo:hi]), whole_ints, strict=True):
+            assert np.array_equal(part, whole[lo:hi]), (lo, hi)
+        assert np.array_equal(eng.scores(u[lo:hi]), whole_scores[lo:hi]), (lo, hi)
+
+
 def test_bits_not_degenerate():
     cfg, shape = MODELS["mlp"]
     model = build_model(cfg, "bnn", input_shape=shape)

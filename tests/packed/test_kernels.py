@@ -120,12 +120,18 @@ from xnorlab.packed.bits import pack_signs
 rng = np.random.default_rng(0)
 xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(13, 200))
 assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
-x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, 16)))
-w = pack_signs(rng.choice([-1, 1], size=(5, 3, 3, 16))).reshape(5, -1)
-taps = reference.conv_taps(w, 16, (3, 3), False)
+u = rng.integers(0, 256, size=(2, 200), dtype=np.uint8)  # batch 2: bit planes by columns
+wts = reference.int8_weights(pack_signs(xb), 200)
+assert np.array_equal(kernels.uint8_gemm(u, wts), u.astype(np.int64) @ xb.T)
 g = ((1, 1), (1, 1, 1, 1))
-assert np.array_equal(kernels.binary_conv2d(x, taps, *g), reference.binary_conv2d(x, taps, *g))
-for name in ("_xnor_gemm_nb", "_binary_conv_nb", "_bit_tap_sweep"):
+for c in (16, 32):  # one pixel per uint16 lane; grouped word taps
+    x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, c)))
+    w = pack_signs(rng.choice([-1, 1], size=(5, 3, 3, c))).reshape(5, -1)
+    taps = reference.conv_taps(w, c, (3, 3), False)
+    want = reference.binary_conv2d(x, taps, *g)
+    assert np.array_equal(kernels.binary_conv2d(x, taps, *g), want)
+for name in ("_xnor_gemm_nb", "_bitplane_columns_nb", "_binary_conv_nb", "_bit_tap_sweep",
+             "_pixel_conv_nb", "_pixel_tap_sweep"):
     asm = "\\n".join(getattr(kernels, name).inspect_asm().values())
     assert asm and "zmm" not in asm and "vpopcntq" not in asm, name + ": AVX-512 for AVX2"
 print("ok")

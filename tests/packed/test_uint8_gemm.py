@@ -1,6 +1,6 @@
 """First dense layer on uint8 rows: the int8 GEMM (torch._int_mm and the numba fallback) with
-the exact 128-shift correction, plain and fused with the threshold, vs the float64 reference
-and an int64 matmul."""
+the exact 128-shift correction and, below BITPLANE_MAX_ROWS rows, the bit-plane column kernel;
+plain and fused with the threshold, vs the float64 reference and an int64 matmul."""
 
 import os
 import subprocess
@@ -20,7 +20,8 @@ THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
 
 # (M, N, K): batch 1, K below / at / above word multiples, the paper MLP's 784, odd N
 SHAPES = [(1, 1, 1), (1, 10, 784), (3, 5, 63), (7, 11, 64), (13, 7, 65), (66, 200, 130),
-          (130, 70, 784), (2, 129, 3)]
+          (130, 70, 784), (2, 129, 3), (5, 300, 784)]
+assert min(m for m, _, _ in SHAPES) < kernels.BITPLANE_MAX_ROWS <= max(m for m, _, _ in SHAPES)
 
 
 def _case(m, n, k, seed):

@@ -17,11 +17,18 @@
   runs of positions (the tap formulation of :mod:`.reference`), vectorising over output
   *positions*, which suits the narrow layers of small CNNs (9-word K, 16-64 outputs) far better
   than a GEMM micro-kernel; threshold, bit packing and a non-overlapping OR-pool are fused.
+  Binary convs on <= 16 channels sweep one pixel per uint8 / uint16 lane instead
+  (:func:`pixel_lane`; ``vpopcntb`` / ``vpopcntw``, 64 / 32 positions per vector).
 * First dense layer from uint8 rows (:func:`uint8_gemm`): an int8 GEMM with int32 accumulation
   of ``u - 128`` (``u ^ 0x80`` as int8) by the +-1 weights, corrected exactly by ``128 colsum(w)``
   (folded into the thresholds when fused). It runs on ``torch._int_mm`` (oneDNN: AVX-512 VNNI
   ``vpdpbusd`` where the CPU has it, AVX2 ``vpmaddubsw`` otherwise), ~6x the bit-plane kernel on
-  784-wide rows; without torch a numba loop computes the same integers.
+  784-wide rows; without torch a numba loop computes the same integers. Below
+  :data:`BITPLANE_MAX_ROWS` rows the bit planes run on the column kernel instead.
+* Batch 1 first layer: with the packed weights transposed to (W, N), the column kernel
+  vectorises over output columns, and those weights (426 KB for 784 x 4096) stay cached where
+  the int8 ones (3.2 MB) are streamed. (For hidden layers at batch 1 the blocked kernel was as
+  fast: both stream the packed weights once.)
 * ``fastmath`` is off; everything is integer, so the results are exact.
 
 All kernels take packed operands with the same number of words ``W`` per row, padding bits 0
@@ -72,6 +79,19 @@ def _popcount(typingctx, x):
         return builder.ctpop(args[0])
 
     return types.int64(x), codegen
+
+
+@intrinsic
+def _popcount_lane(typingctx, x):
+    """``llvm.ctpop`` at the width of an unsigned integer, same type out: a sweep over uint8
+    (uint16, uint32) lanes vectorises to ``vpopcntb`` (``w``, ``d``; AVX-512 BITALG)."""
+    if not isinstance(x, types.Integer) or x.signed:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return x(x), codegen
 
 
 @njit(cache=True)
@@ -412,6 +432,76 @@ def _bitplanes_nb(u, out):  # pragma: no cover - compiled
             out[m, 7, wi] = p7
 
 
+# -- small batches: the first layer vectorised over output columns (transposed weights) -------
+
+#: Output columns per task of the column kernels: a multiple of 64 (a task owns whole words of
+#: packed output) whose sums stay in L1 for a few rows.
+COLUMN_TILE = 256
+
+
+@njit(cache=True)
+def _column_popcounts(A, Bt, j0, j1, acc):  # pragma: no cover - compiled
+    # acc[i, c] = sum_w popcount(A[i, w] ^ Bt[w, j0 + c]) for c < j1 - j0: A (R, W) rows,
+    # Bt (W, N) transposed weights. Vectorised over c; four words per pass, so each acc row is
+    # loaded and stored once per 4 words instead of once per word
+    R, W = A.shape
+    n = j1 - j0
+    for i in range(R):
+        acc[i, :n] = 0
+    w4 = W - W % 4
+    for w in range(0, w4, 4):
+        b0, b1 = Bt[w, j0:j1], Bt[w + 1, j0:j1]
+        b2, b3 = Bt[w + 2, j0:j1], Bt[w + 3, j0:j1]
+        for i in range(R):
+            x0, x1, x2, x3 = A[i, w], A[i, w + 1], A[i, w + 2], A[i, w + 3]
+            row = acc[i]
+            for c in range(n):
+                row[c] += (_popcount(x0 ^ b0[c]) + _popcount(x1 ^ b1[c])
+                           + _popcount(x2 ^ b2[c]) + _popcount(x3 ^ b3[c]))
+    for w in range(w4, W):
+        b0 = Bt[w, j0:j1]
+        for i in range(R):
+            x0 = A[i, w]
+            row = acc[i]
+            for c in range(n):
+                row[c] += _popcount(x0 ^ b0[c])
+
+
+@njit(cache=True)
+def _emit_row(yrow, lo, hi, j0, y, out, i):  # pragma: no cover - compiled
+    # columns j0 .. j0 + len(yrow) of output row i: packed bits lo <= y <= hi into out if
+    # lo.size (j0 a multiple of 64), else the int32 values into y
+    n = yrow.shape[0]
+    if lo.shape[0]:
+        _pack_row(yrow, lo[j0 : j0 + n], hi[j0 : j0 + n], out[i, j0 >> 6 :])
+    else:
+        y[i, j0 : j0 + n] = yrow
+
+
+@njit(parallel=True, cache=True)
+def _bitplane_columns_nb(P, Bt, pcw, lo, hi, y, out):  # pragma: no cover - compiled
+    # first dense layer for a few samples from bit planes P (8 M, W) (row 8 m + b = plane b of
+    # sample m): y[m, j] = 255 pcw[j] - sum_b 2^b popcount(P[8 m + b] ^ Bt[:, j]) (see
+    # _bitplane_gemm_nb), into y (M, N) int32 or, thresholded (lo.size), into out
+    # (M, n_words(N)); tasks = column tiles
+    M = P.shape[0] >> 3
+    N = Bt.shape[1]
+    for t in prange((N + COLUMN_TILE - 1) // COLUMN_TILE):
+        j0 = t * COLUMN_TILE
+        n = min(N, j0 + COLUMN_TILE) - j0
+        acc = np.empty((P.shape[0], COLUMN_TILE), np.int64)
+        _column_popcounts(P, Bt, j0, j0 + n, acc)
+        yrow = np.empty(n, np.int32)
+        for m in range(M):
+            r = m << 3
+            for c in range(n):
+                s = (acc[r, c] + 2 * acc[r + 1, c] + 4 * acc[r + 2, c] + 8 * acc[r + 3, c]
+                     + 16 * acc[r + 4, c] + 32 * acc[r + 5, c] + 64 * acc[r + 6, c]
+                     + 128 * acc[r + 7, c])
+                yrow[c] = 255 * pcw[j0 + c] - s
+            _emit_row(yrow, lo, hi, j0, y, out, m)
+
+
 # -- direct convolution over source planes (see reference.ConvTaps) ---------------------------
 
 
@@ -563,22 +653,155 @@ def _store_outputs(acc, scale, shift, n0, j, geom, y):  # pragma: no cover - com
 
 
 @njit(cache=True)
+def _copy_bits(ob, n0, geom, out):  # pragma: no cover - compiled
+    # no pool: out[n, qy, qx, k] = ob[k, sweep position of output (qy, qx)], row by row with
+    # the output words innermost, so a one-word image (C <= 64) at stride 1 is a contiguous,
+    # vectorised copy (the per-output loop of _scatter_bits took most of a 28x28 uint8 conv)
+    _, ho, wo, wco = out.shape
+    hp, wp, sh, sw = geom.hp, geom.wp, geom.sh, geom.sw
+    for b in range(min(geom.block, out.shape[0] - n0)):
+        img = out[n0 + b].reshape(ho, wo * wco)
+        for qy in range(ho):
+            row = img[qy]
+            q0 = b * hp * wp + qy * sh * wp
+            for k in range(wco):
+                o = ob[k, q0:]
+                for qx in range(wo):
+                    row[qx * wco + k] = o[qx * sw]
+
+
+@njit(cache=True)
 def _scatter_bits(ob, n0, geom, out):  # pragma: no cover - compiled
     # out[n, qy, qx] = OR of ob[:, sweep position] over the (ph, pw) pool window of conv
-    # outputs (qy ph + dy, qx pw + dx): OR-pool with kernel = stride; (1, 1) = a plain copy
+    # outputs (qy ph + dy, qx pw + dx): OR-pool with kernel = stride; (1, 1) = a plain copy.
+    # Per output row, the ph sweep rows are ORed into `row` first (contiguous, vectorised);
+    # only the pw columns of each output are then gathered
+    if geom.ph == 1 and geom.pw == 1:
+        _copy_bits(ob, n0, geom, out)
+        return
     _, hq, wq, wco = out.shape
     hp, wp, sh, sw, ph, pw = geom.hp, geom.wp, geom.sh, geom.sw, geom.ph, geom.pw
+    row = np.empty(wp, np.uint64)
     for b in range(min(geom.block, out.shape[0] - n0)):
+        img = out[n0 + b].reshape(hq, wq * wco)
         for qy in range(hq):
-            for qx in range(wq):
-                q0 = b * hp * wp + qy * ph * sh * wp + qx * pw * sw
-                for k in range(wco):
-                    o = ob[k]
+            base = b * hp * wp + qy * ph * sh * wp
+            for k in range(wco):
+                o = ob[k]
+                for x in range(wp):
+                    row[x] = o[base + x]
+                for dy in range(1, ph):
+                    r = base + dy * sh * wp
+                    for x in range(wp):
+                        row[x] |= o[r + x]
+                dst = img[qy]
+                for qx in range(wq):
                     v = np.uint64(0)
-                    for dy in range(ph):
-                        for dx in range(pw):
-                            v |= o[q0 + dy * sh * wp + dx * sw]
-                    out[n0 + b, qy, qx, k] = v
+                    for dx in range(pw):
+                        v |= row[(qx * pw + dx) * sw]
+                    dst[qx * wco + k] = v
+
+
+# -- narrow binary convs: one pixel per lane --------------------------------------------------
+# With C <= 16 channels a pixel fits a uint8 / uint16 lane: the sweep reads one lane per kernel
+# pixel (ConvTaps.pixels), so 64 / 32 positions share a vector (8 with words), and no lane is
+# mostly padding bits (a 3x3 tap word of 8 channels uses 24 of 64). The popcount sums (<= K)
+# stay in the lane type; the thresholded lanes are assembled into words for the scatter.
+
+
+@njit(cache=True)
+def _fill_pixel_sources(x, n0, pad, geom, src):  # pragma: no cover - compiled
+    # src: the padded pixel plane (lanes) of samples n0 .. n0 + B - 1, one after the other
+    _, h, w, _ = x.shape
+    pt, pl, hp, wp = geom.pt, geom.pl, geom.hp, geom.wp
+    src[:] = pad
+    for b in range(min(geom.block, x.shape[0] - n0)):
+        for y in range(h):
+            row = src[b * hp * wp + (y + pt) * wp + pl :]
+            for xx in range(w):
+                row[xx] = x[n0 + b, y, xx, 0]
+
+
+@njit(cache=True)
+def _pixel_tap_sweep(src, off, wt, j, acc):  # pragma: no cover - compiled
+    # acc[q] = sum_t popcount(src[off[t] + q] ^ wt[t, j]) over every kernel pixel t, three taps
+    # per pass (acc loaded and stored once per 3 taps), then the remaining taps one by one
+    L = acc.shape[0]
+    T = off.shape[0]
+    acc[:] = 0
+    t3 = T - T % 3
+    for t in range(0, t3, 3):
+        s0 = src[off[t] : off[t] + L]
+        s1 = src[off[t + 1] : off[t + 1] + L]
+        s2 = src[off[t + 2] : off[t + 2] + L]
+        w0, w1, w2 = wt[t, j], wt[t + 1, j], wt[t + 2, j]
+        for q in range(L):
+            acc[q] += (_popcount_lane(s0[q] ^ w0) + _popcount_lane(s1[q] ^ w1)
+                       + _popcount_lane(s2[q] ^ w2))
+    for t in range(t3, T):
+        s0 = src[off[t] : off[t] + L]
+        w0 = wt[t, j]
+        for q in range(L):
+            acc[q] += _popcount_lane(s0[q] ^ w0)
+
+
+@njit(cache=True)
+def _lane_threshold(acc, cut, inv, o, bit):  # pragma: no cover - compiled
+    # o[q] |= ((acc[q] >= cut) ^ inv) << bit, in the lane type of acc and o
+    one = o.dtype.type(1)
+    sh = o.dtype.type(bit)
+    c = acc.dtype.type(cut)
+    if inv:
+        for q in range(acc.shape[0]):
+            o[q] |= o.dtype.type(acc[q] < c) << sh
+    else:
+        for q in range(acc.shape[0]):
+            o[q] |= (o.dtype.type(acc[q] >= c) & one) << sh
+
+
+@njit(cache=True)
+def _lanes_to_words(ob, words):  # pragma: no cover - compiled
+    # words[k, q]: output word k of sweep position q, lanes ob[k * per ..] of lb bits each
+    lb = 8 * ob.itemsize
+    per = 64 // lb
+    for k in range(words.shape[0]):
+        w = words[k]
+        w[:] = 0
+        for g in range(k * per, min(ob.shape[0], k * per + per)):
+            o = ob[g]
+            sh = np.uint64(lb * (g - k * per))
+            for q in range(w.shape[0]):
+                w[q] |= np.uint64(o[q]) << sh
+
+
+@njit(parallel=True, cache=True)
+def _pixel_conv_nb(x, off, wt, pad, geom, thresh, flip, bits, y):  # pragma: no cover
+    # binary conv with one pixel per lane (wt: (kh kw, out) lanes, off[t] = ky Wp + kx): per
+    # task a block of samples; fused threshold into bits if thresh.size, else y = K - 2 p
+    hp, wp, L, k, B = geom.hp, geom.wp, geom.sweep, geom.fan_in, geom.block
+    fuse = thresh.shape[0] > 0
+    co = wt.shape[1]
+    lb = 8 * wt.itemsize
+    n = x.shape[0]
+    for blk in prange((n + B - 1) // B):
+        n0 = blk * B
+        nb = min(B, n - n0)
+        span = (nb - 1) * hp * wp + L
+        src = np.empty(max(nb * hp * wp, span + off.max()), wt.dtype)
+        _fill_pixel_sources(x, n0, pad, geom, src)
+        acc = np.empty(span, wt.dtype)
+        ob = np.zeros(((co + lb - 1) // lb if fuse else 0, span), wt.dtype)
+        for j in range(co):
+            _pixel_tap_sweep(src, off, wt, j, acc)
+            if fuse:
+                cut, inv = _popcount_threshold(thresh[j], flip[j], k)
+                _lane_threshold(acc, min(max(cut, 0), k + 1), inv, ob[j // lb], j % lb)
+            else:
+                _store_outputs(acc, -2, k, n0, j, geom, y)
+        if fuse:
+            words = np.empty((bits.shape[3], span), np.uint64)
+            _lanes_to_words(ob, words)
+            _scatter_bits(words, n0, geom, bits)
 
 
 @njit(parallel=True, cache=True)
@@ -685,26 +908,36 @@ def _with_threads(threads: int | None):
         numba.set_num_threads(old)
 
 
+@njit(cache=True)
+def _bounds_nb(t, f, off, lo, hi):  # pragma: no cover - compiled
+    # lo[j] <= y - off[j] <= hi[j] <=> y >= t[j] (y <= t[j] where f[j]), clipped to int32;
+    # off empty = 0. One loop: the NumPy version cost ~10 us a layer, a third of batch 1
+    i32_min = np.int64(-(2**31))
+    i32_max = np.int64(2**31 - 1)
+    for j in range(t.shape[0]):
+        d = t[j] - (off[j] if off.shape[0] else 0)
+        d = min(max(d, i32_min), i32_max)
+        if f[j]:
+            lo[j], hi[j] = i32_min, d
+        else:
+            lo[j], hi[j] = d, i32_max
+
+
 def _bounds(
     thresh: np.ndarray, flip: np.ndarray, n: int, offset: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, hi)`` int32 with ``bit = lo <= v <= hi`` equivalent to ``y >= t`` (``y <= t``
     where ``flip``) for ``v = y - offset``. Clipping to int32 keeps the meaning because every
     pre-activation satisfies ``|v| < 2^31 - 1`` (``|y| <= 255 K``)."""
-    t = np.asarray(thresh, dtype=np.int64).reshape(-1)
-    f = np.asarray(flip, dtype=np.bool_).reshape(-1)
+    t = np.asarray(thresh).reshape(-1)
+    f = np.asarray(flip).reshape(-1)
     if t.shape != (n,) or f.shape != (n,):
         raise ValueError(f"thresh and flip need shape ({n},), got {t.shape} and {f.shape}")
-    i32 = np.iinfo(np.int32)
-    lo = np.where(f, i32.min, t)
-    hi = np.where(f, t, i32.max)
-    if offset is not None:
-        off = np.asarray(offset, dtype=np.int64)
-        lo = np.where(f, lo, lo - off)
-        hi = np.where(f, hi - off, hi)
-    return np.clip(lo, i32.min, i32.max).astype(np.int32), np.clip(hi, i32.min, i32.max).astype(
-        np.int32
-    )
+    off = np.zeros(0, np.int64) if offset is None else np.asarray(offset, dtype=np.int64)
+    lo = np.empty(n, np.int32)
+    hi = np.empty(n, np.int32)
+    _bounds_nb(t.astype(np.int64, copy=False), f.astype(np.bool_, copy=False), off, lo, hi)
+    return lo, hi
 
 
 def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
@@ -913,10 +1146,31 @@ def binary_conv2d(
     geom, t, f, shape = _conv_args(n, x.shape[1:3], taps, stride, padding, pool, thresh, flip,
                                    threads)
     bits, y = _conv_outputs(n, t, shape)
+    lane = pixel_lane(taps)
     with _with_threads(threads):
-        _binary_conv_nb(np.ascontiguousarray(x), taps.plane, taps.ky, taps.kx, taps.weight,
-                        taps.pad, taps.groups, geom, t, f, bits, y)
+        if lane is not None:
+            kw = taps.kernel[1]
+            t_px = np.arange(taps.pixels.shape[0])
+            off = (t_px // kw) * geom.wp + t_px % kw
+            _pixel_conv_nb(np.ascontiguousarray(x), off, taps.pixels.astype(lane),
+                           lane(taps.pad[0]), geom, t, f, bits, y)
+        else:
+            _binary_conv_nb(np.ascontiguousarray(x), taps.plane, taps.ky, taps.kx, taps.weight,
+                            taps.pad, taps.groups, geom, t, f, bits, y)
     return bits if t.shape[0] else y
+
+
+def pixel_lane(taps: ConvTaps) -> type | None:
+    """The lane type of the one-pixel-per-lane binary conv (uint8 / uint16: the narrowest that
+    holds a pixel's channels and popcount sums up to ``K + 1``), or None: word taps instead
+    (from 17 channels the grouped word taps were as fast, measured at 32)."""
+    if not taps.pixels.shape[0]:
+        return None
+    for lane in (np.uint8, np.uint16):
+        bits = 8 * np.dtype(lane).itemsize
+        if taps.channels <= bits and taps.fan_in + 1 < 2**bits:
+            return lane
+    return None
 
 
 def uint8_conv2d(
@@ -953,9 +1207,11 @@ def uint8_conv2d(
 #: Output columns per task of the numba int8 kernel (its int32 accumulators stay in L1).
 INT8_COLS = 512
 
-#: Below this many rows the first layer runs on the numba kernel: ``torch._int_mm`` repacks
-#: the whole weight matrix on every call, which dominates (and varies 10x) at batch 1.
-INT8_TORCH_MIN_ROWS = 32
+#: Below this many rows :func:`int8_matmul` runs the numba kernel: ``torch._int_mm`` repacks
+#: the whole weight matrix on every call, which dominates (and varies 10x) at batch 1. The
+#: first layer goes to bit planes below :data:`BITPLANE_MAX_ROWS` (= this), so the numba
+#: kernel is left for hosts without torch (it was ~10x slower than torch at 8-16 rows).
+INT8_TORCH_MIN_ROWS = 6
 
 
 @njit(parallel=True, cache=True)
@@ -1024,11 +1280,39 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(old)
 
 
+#: Below this many rows the first dense layer runs on its bit planes with the column kernel
+#: (L1/L2-resident packed weights, 8x smaller than the int8 ones the GEMV would stream).
+BITPLANE_MAX_ROWS = 6
+
+
+def _bitplane_columns(
+    u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray, fused: bool
+) -> np.ndarray:
+    """The first layer from the bit planes of a few rows ``u`` (see :func:`uint8_gemm`):
+    int32 ``y`` (M, N), or the bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``."""
+    planes = bitplanes(u).reshape(8 * u.shape[0], -1)
+    n = wts.bits_t.shape[1]
+    if fused:
+        out = np.zeros((u.shape[0], (n + 63) // 64), np.uint64)
+        _bitplane_columns_nb(planes, wts.bits_t, wts.pcw, lo, hi, np.zeros((1, 1), np.int32),
+                             out)
+        return out
+    y = np.empty((u.shape[0], n), np.int32)
+    nothing = np.zeros(0, np.int32)
+    _bitplane_columns_nb(planes, wts.bits_t, wts.pcw, nothing, nothing, y,
+                         np.zeros((1, 1), np.uint64))
+    return y
+
+
 def uint8_gemm(
     u: np.ndarray, wts: Int8Weights, *, threads: int | None = None, use_torch: bool = True
 ) -> np.ndarray:
-    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) as ``(u - 128) w + 128 colsum``."""
+    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) as ``(u - 128) w + 128 colsum``
+    (an int8 GEMM), or below :data:`BITPLANE_MAX_ROWS` rows from bit planes."""
     a8 = _shifted(u, wts)
+    if u.shape[0] < BITPLANE_MAX_ROWS:
+        with _with_threads(threads):
+            return _bitplane_columns(u, wts, np.zeros(0, np.int32), np.zeros(0, np.int32), False)
     with _with_threads(threads), _torch_threads(threads):
         y = int8_matmul(a8, wts.w, use_torch=use_torch)
         _add_row_nb(y, 128 * wts.colsum)
@@ -1048,6 +1332,9 @@ def uint8_gemm_threshold(
     correction is folded into the bounds (``lo <= y0 + c <= hi <=> lo - c <= y0 <= hi - c``)."""
     a8 = _shifted(u, wts)
     n = wts.w.shape[1]
+    if u.shape[0] < BITPLANE_MAX_ROWS:
+        with _with_threads(threads):
+            return _bitplane_columns(u, wts, *_bounds(thresh, flip, n), True)
     lo, hi = _bounds(thresh, flip, n, offset=128 * wts.colsum.astype(np.int64))
     out = np.empty((u.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads), _torch_threads(threads):

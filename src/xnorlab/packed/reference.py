@@ -160,19 +160,24 @@ def bitplane_gemm_threshold(
 
 
 class Int8Weights(NamedTuple):
-    """First dense layer's +-1 weights as int8 ``(K, N)`` (for integer GEMMs on uint8 rows)
-    and their column sums (the correction of the ``u - 128`` shift of an int8 GEMM)."""
+    """First dense layer's +-1 weights in the layouts of the integer kernels: int8 ``(K, N)``
+    with their column sums (the correction of the ``u - 128`` shift of an int8 GEMM), and the
+    packed rows transposed with their popcounts (the small-batch bit-plane kernel)."""
 
     w: np.ndarray  # int8 (K, N), +-1
     colsum: np.ndarray  # int32 (N,), sum_k w[k, n]
+    bits_t: np.ndarray  # uint64 (n_words(K), N), the packed rows b transposed
+    pcw: np.ndarray  # int64 (N,), popcount of row n of b (its +1 weights)
 
 
 def int8_weights(b: np.ndarray, k: int) -> Int8Weights:
     """:class:`Int8Weights` of packed +-1 rows ``b`` (N, n_words(k))."""
     from .bits import unpack_signs
 
-    w = np.ascontiguousarray(unpack_signs(np.asarray(b), k).T)
-    return Int8Weights(w, w.sum(axis=0, dtype=np.int32))
+    b = np.asarray(b)
+    w = np.ascontiguousarray(unpack_signs(b, k).T)
+    return Int8Weights(w, w.sum(axis=0, dtype=np.int32), np.ascontiguousarray(b.T),
+                       np.bitwise_count(b).sum(axis=1, dtype=np.int64))
 
 
 def _check_u8(u: np.ndarray, wts: Int8Weights) -> np.ndarray:
@@ -216,7 +221,9 @@ class ConvTaps(NamedTuple):
 
     ``weight`` is uint64 (T, out) words (binary input) or int32 (T, out) +-1 (uint8 input);
     ``groups`` the pixel counts of the grouped planes, which follow the ``Wc`` word planes
-    (binary input only); ``pad`` the padding pixel's words (+1: all channel bits set). ``T`` is
+    (binary input only); ``pad`` the padding pixel's words (+1: all channel bits set);
+    ``pixels`` the kernel as one tap per pixel (binary input with one word per pixel, else
+    (0, out)), the layout of the fast kernels' one-pixel-per-lane sweep. ``T`` is
     a multiple of :data:`TAPS_PER_PASS`: filler taps have weight 0 and read plane ``-1``, an
     all-zero plane after the others, so they add nothing.
     """
@@ -229,6 +236,7 @@ class ConvTaps(NamedTuple):
     pad: np.ndarray  # uint64 (Wc,)
     channels: int
     kernel: tuple[int, int]
+    pixels: np.ndarray  # uint64 (kh * kw, out): each kernel pixel's channel word (C <= 64)
 
     @property
     def fan_in(self) -> int:
@@ -240,7 +248,7 @@ def _group_size(channels: int, kw: int) -> int:
     return 1 if channels > 32 else min(64 // channels, kw)
 
 
-def _padded_taps(plane, ky, kx, weight, groups, pad, channels, kernel) -> ConvTaps:
+def _padded_taps(plane, ky, kx, weight, groups, pad, channels, kernel, pixels) -> ConvTaps:
     """:class:`ConvTaps` with filler taps up to a multiple of :data:`TAPS_PER_PASS`."""
     fill = -len(plane) % TAPS_PER_PASS
 
@@ -250,7 +258,7 @@ def _padded_taps(plane, ky, kx, weight, groups, pad, channels, kernel) -> ConvTa
     weight = np.concatenate([weight, np.zeros((fill, weight.shape[1]), weight.dtype)])
     groups = np.asarray(groups, np.int64)
     return ConvTaps(ints(plane, -1), ints(ky, 0), ints(kx, 0), weight, groups, pad, channels,
-                    kernel)
+                    kernel, pixels)
 
 
 def conv_taps(
@@ -263,14 +271,17 @@ def conv_taps(
         bits = unpack_bits(weight, kh * kw * c).reshape(co, kh * kw * c)
         ky, kx, ci = np.unravel_index(np.arange(kh * kw * c), (kh, kw, c))
         sign = (2 * bits.astype(np.int32) - 1).T
-        return _padded_taps(ci, ky, kx, sign, [], np.zeros(c, np.uint64), c, (kh, kw))
+        return _padded_taps(ci, ky, kx, sign, [], np.zeros(c, np.uint64), c, (kh, kw),
+                            np.zeros((0, co), np.uint64))
     wc = n_words(c)
     words = weight.reshape(co, kh, kw, wc)
+    pixels = np.ascontiguousarray(words.reshape(co, -1).T) if wc == 1 else np.zeros((0, co),
+                                                                                   np.uint64)
     g = _group_size(c, kw)
     if g == 1:  # one tap per kernel pixel and channel word
         ky, kx, wi = np.unravel_index(np.arange(kh * kw * wc), (kh, kw, wc))
         w = words.reshape(co, -1).T
-        return _padded_taps(wi, ky, kx, w, [], valid_mask(c), c, (kh, kw))
+        return _padded_taps(wi, ky, kx, w, [], valid_mask(c), c, (kh, kw), pixels)
     # one tap per group of up to g pixels of a kernel row; plane 0 holds single pixels
     bits = unpack_bits(words, c)  # (co, kh, kw, c)
     sizes = sorted({min(g, kw - x0) for x0 in range(0, kw, g)} - {1}, reverse=True)
@@ -278,7 +289,7 @@ def conv_taps(
     plane = [0 if n == 1 else 1 + sizes.index(n) for _, _, n in taps]
     w = np.stack([pack_bits(bits[:, y, x0 : x0 + n].reshape(co, -1))[:, 0] for y, x0, n in taps])
     ky, kx = [y for y, _, _ in taps], [x0 for _, x0, _ in taps]
-    return _padded_taps(plane, ky, kx, w, sizes, valid_mask(c), c, (kh, kw))
+    return _padded_taps(plane, ky, kx, w, sizes, valid_mask(c), c, (kh, kw), pixels)
 
 
 def conv_geometry(
