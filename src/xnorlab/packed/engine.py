@@ -19,7 +19,7 @@ import numpy as np
 from . import reference
 from .backend import OPS, Backend
 from .centroids import NearestCentroid
-from .format import PackedFormatError, load_packed, save_packed
+from .format import PackedFormatError, PackedGraph, load_file, save_packed
 from .layers import (
     Act,
     Conv2d,
@@ -86,9 +86,16 @@ class PackedEngine:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> PackedEngine:
-        """Load a ``.xnor`` file (raises :class:`PackedFormatError` on a bad file)."""
-        pm = load_packed(path)
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Load a ``.xnor`` file (raises :class:`PackedFormatError` on a bad file): a
+        :class:`PackedEngine` for a version-1 file, a :class:`~.graph.GraphEngine` (the same
+        running interface) for a version-2 graph."""
+        pm = load_file(path)
+        if isinstance(pm, PackedGraph):
+            from .graph import GraphEngine
+
+            return GraphEngine(pm.nodes, pm.input_shape, pm.output, metadata=pm.metadata,
+                               **kwargs)
         try:
             return cls(pm.layers, pm.input_shape, metadata=pm.metadata, **kwargs)
         except ValueError as e:
