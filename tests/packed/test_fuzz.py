@@ -20,13 +20,13 @@ from xnorlab.packed.bits import pack_signs
 from xnorlab.packed.centroids import NearestCentroid
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.format import ALIGN, PackedFormatError
+from xnorlab.packed.graph import GraphEngine
 from xnorlab.packed.layers import (
     Conv2d,
     Dense,
     Flatten,
     MaxPool2d,
 )
-from xnorlab.packed.graph import GraphEngine
 from xnorlab.packed.nodes import (
     Attention,
     BinaryLinear,
