@@ -56,6 +56,18 @@ class TShape:
         return f"{self.kind}{list(self.dims)}"
 
 
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 ``a @ b`` (batched over leading axes) on torch's CPU GEMM where torch is
+    installed: NumPy's OpenBLAS starts its own threads and was 40x slower than torch here on
+    a loaded 2-core machine (see also :func:`.real_layers._sgemm`)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a project dependency
+        return a @ b
+    ta = torch.from_numpy(np.ascontiguousarray(a))
+    return ta.matmul(torch.from_numpy(np.ascontiguousarray(b))).numpy()
+
+
 def _f32(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     arr = np.ascontiguousarray(a, dtype=F32)
     if arr.shape != shape:
@@ -159,6 +171,7 @@ class PatchEmbed(Node):
         self.bias = _f32(self.bias, (w.shape[0],), "patch_embed bias")
         p = np.asarray(self.pos)
         self.pos = _f32(p, (p.shape[0] if p.ndim == 2 else -1, w.shape[0]), "patch_embed pos")
+        self.weight_t = np.ascontiguousarray(self.weight.T)
 
     def params(self) -> dict[str, Any]:
         return {"patch": self.patch}
@@ -178,7 +191,7 @@ class PatchEmbed(Node):
         gh, gw = h // p, w // p
         x = x[:, :, : gh * p, : gw * p].reshape(n, c, gh, p, gw, p).transpose(0, 2, 4, 1, 3, 5)
         cols = np.ascontiguousarray(x).reshape(n * gh * gw, c * p * p)
-        y = cols @ self.weight.T
+        y = _matmul(cols, self.weight_t)
         y += self.bias
         return y.reshape(n, gh * gw, -1) + self.pos
 
@@ -343,11 +356,12 @@ class Attention(Node):
         n, t, d3 = x.shape
         d = d3 // 3
         qkv = x.reshape(n, t, 3, self.heads, d // self.heads).transpose(2, 0, 3, 1, 4)
-        s = (qkv[0] @ qkv[1].transpose(0, 1, 3, 2)) * F32(1.0 / math.sqrt(d // self.heads))
+        s = _matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2))
+        s *= F32(1.0 / math.sqrt(d // self.heads))
         s -= s.max(axis=-1, keepdims=True)
         np.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True, dtype=F32)
-        return np.ascontiguousarray((s @ qkv[2]).transpose(0, 2, 1, 3)).reshape(n, t, d)
+        return np.ascontiguousarray(_matmul(s, qkv[2]).transpose(0, 2, 1, 3)).reshape(n, t, d)
 
 
 @dataclass(eq=False)
@@ -408,7 +422,7 @@ class Linear(Node):
         return TShape("scores", (self.weight.shape[0],))
 
     def forward(self, xs, ops, ints):
-        return xs[0] @ self.weight.T + self.bias
+        return _matmul(xs[0], self.weight.T) + self.bias
 
 
 NODE_TYPES: dict[str, type[Node]] = {
