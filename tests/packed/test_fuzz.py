@@ -333,6 +333,15 @@ GRAPH_INVALID = {
 }
 
 
+GRAPH_INVALID_MORE = {
+    "missing param": lambda h, p: _node(h, "attn")["params"].clear(),
+    "extra param": lambda h, p: _node(h, "pool")["params"].__setitem__("axis", 1),
+    "negative std": lambda h, p: p.__setitem__(
+        slice(_node(h, "norm_in")["arrays"]["std"]["offset"],
+              _node(h, "norm_in")["arrays"]["std"]["offset"] + 4), np.float32(-1).tobytes()),
+}
+GRAPH_INVALID.update(GRAPH_INVALID_MORE)
+
 @pytest.mark.parametrize("what", list(GRAPH_INVALID))
 def test_graph_invalid_files_rejected(what, tmp_path):
     """Version-2 rules, each broken alone with valid checksums."""
@@ -342,3 +351,4 @@ def test_graph_invalid_files_rejected(what, tmp_path):
         PackedEngine.load(tmp_path / "bad.xnor")
     (tmp_path / "ok.xnor").write_bytes(_resigned(data, lambda h, p: None))
     assert (tmp_path / "ok.xnor").read_bytes() == data
+

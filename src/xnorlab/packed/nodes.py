@@ -96,6 +96,8 @@ class Node:
     op: ClassVar[str] = ""
     #: Array names in payload order, with the one dtype each must have.
     array_dtypes: ClassVar[dict[str, str]] = {}
+    #: The keys ``params`` must hold, exactly.
+    param_keys: ClassVar[tuple[str, ...]] = ()
     n_inputs: ClassVar[int] = 1
 
     name: str = ""
@@ -110,8 +112,9 @@ class Node:
     @classmethod
     def from_spec(cls, name: str, inputs: tuple[str, ...], params: dict[str, Any],
                   arrays: dict[str, np.ndarray]) -> Node:
-        if set(arrays) != set(cls.array_dtypes):
-            raise ValueError(f"{cls.op} needs arrays {sorted(cls.array_dtypes)}")
+        if set(arrays) != set(cls.array_dtypes) or set(params) != set(cls.param_keys):
+            raise ValueError(f"{cls.op} needs params {list(cls.param_keys)} and arrays "
+                             f"{list(cls.array_dtypes)}")
         return cls(name, inputs, **params, **arrays)
 
     def out_shape(self, ins: list[TShape]) -> TShape:
@@ -157,6 +160,7 @@ class PatchEmbed(Node):
 
     op: ClassVar[str] = "patch_embed"
     array_dtypes: ClassVar[dict[str, str]] = {"weight": "<f4", "bias": "<f4", "pos": "<f4"}
+    param_keys: ClassVar[tuple[str, ...]] = ("patch",)
     patch: int = 1
     weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), F32))
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0, F32))
@@ -203,6 +207,7 @@ class LayerNorm(Node):
 
     op: ClassVar[str] = "layernorm"
     array_dtypes: ClassVar[dict[str, str]] = {"weight": "<f4", "bias": "<f4"}
+    param_keys: ClassVar[tuple[str, ...]] = ("eps",)
     eps: float = 1e-5
     weight: np.ndarray = field(default_factory=lambda: np.ones(1, F32))
     bias: np.ndarray = field(default_factory=lambda: np.zeros(1, F32))
@@ -289,6 +294,8 @@ class BinaryLinear(Node):
 
     @classmethod
     def from_spec(cls, name, inputs, params, arrays):
+        if set(params) != {"in_features", "out_features", "input", "output"}:
+            raise ValueError("binary_linear params: in_features, out_features, input, output")
         if params["input"] not in ("real", "bits") or params["output"] not in ("real", "bits"):
             raise ValueError(f"bad input/output {params['input']!r}/{params['output']!r}")
         want = {"weight", "scale", "bias"} if params["output"] == "real" else {
@@ -334,6 +341,7 @@ class Attention(Node):
     max, exp, divide by the row sum), heads concatenated back to (N, T, D)."""
 
     op: ClassVar[str] = "attention"
+    param_keys: ClassVar[tuple[str, ...]] = ("heads",)
     heads: int = 1
 
     def __post_init__(self) -> None:
