@@ -109,3 +109,17 @@ def test_unsupported_vits_raise(what):
              else build_model(VIT, "bc_det", input_shape=SHAPE))
     with pytest.raises(ExportError):
         export_vit(model, SHAPE)
+
+
+def test_cli_predicts_with_a_graph(vit, tmp_path, capsys):
+    from xnorlab.cli import main
+    from xnorlab.data.idx import write_idx
+
+    model, path = vit
+    images = np.random.default_rng(0).integers(0, 256, (5, 14, 14), dtype=np.uint8)
+    write_idx(tmp_path / "x", images)
+    assert main(["predict", str(path), str(tmp_path / "x")]) == 0
+    with torch.no_grad():
+        want = model(torch.from_numpy(images[:, None]).float() / 255).argmax(1).tolist()
+    got = [int(line.split("\t")[1]) for line in capsys.readouterr().out.splitlines()]
+    assert got == want
