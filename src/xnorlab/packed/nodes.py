@@ -16,13 +16,13 @@ the order written in the spec (no fused multiply-add).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .bits import n_words, pack_bits
+from .bits import n_words
+from .graph_reference import _matmul
 from .layers import THRESH_MAX, THRESH_MIN, _check_padding_bits
 
 __all__ = [
@@ -54,18 +54,6 @@ class TShape:
 
     def describe(self) -> str:
         return f"{self.kind}{list(self.dims)}"
-
-
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32 ``a @ b`` (batched over leading axes) on torch's CPU GEMM where torch is
-    installed: NumPy's OpenBLAS starts its own threads and was 40x slower than torch here on
-    a loaded 2-core machine (see also :func:`.real_layers._sgemm`)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a project dependency
-        return a @ b
-    ta = torch.from_numpy(np.ascontiguousarray(a))
-    return ta.matmul(torch.from_numpy(np.ascontiguousarray(b))).numpy()
 
 
 def _f32(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -229,11 +217,8 @@ class LayerNorm(Node):
 
     def forward(self, xs, ops, ints):
         x = xs[0]
-        mu = x.mean(axis=-1, keepdims=True, dtype=F32)
-        d = x - mu
-        var = (d * d).mean(axis=-1, keepdims=True, dtype=F32)
-        rstd = F32(1.0) / np.sqrt(var + F32(self.eps))
-        return d * rstd * self.weight + self.bias
+        out = ops.layer_norm(x.reshape(-1, x.shape[-1]), self.weight, self.bias, self.eps)
+        return out.reshape(x.shape)
 
 
 @dataclass(eq=False)
@@ -317,9 +302,9 @@ class BinaryLinear(Node):
     def integers(self, x: np.ndarray, ops: Any) -> np.ndarray:
         """int32 pre-activations (N, T, out) of real (sign taken) or packed input tokens."""
         n, t = x.shape[:2]
-        bits = pack_bits(x >= 0) if self.real_input else x
-        y = ops.xnor_gemm(np.ascontiguousarray(bits.reshape(n * t, -1)), self.weight,
-                          self.in_features)
+        rows = x.reshape(n * t, -1)
+        bits = ops.sign_pack(rows) if self.real_input else np.ascontiguousarray(rows)
+        y = ops.xnor_gemm(bits, self.weight, self.in_features)
         return y.reshape(n, t, -1)
 
     def forward(self, xs, ops, ints):
@@ -327,7 +312,9 @@ class BinaryLinear(Node):
         if ints is not None:
             ints.append(y)
         if self.outputs_bits:
-            return pack_bits((y >= self.thresh) | (y <= self.thresh_low))
+            n, t, c = y.shape
+            return ops.band_pack(y.reshape(n * t, c), self.thresh, self.thresh_low).reshape(
+                n, t, -1)
         z = y.astype(F32) * self.scale
         z += self.bias
         return z
@@ -360,16 +347,7 @@ class Attention(Node):
         return TShape("tokens", (t, d3 // 3))
 
     def forward(self, xs, ops, ints):
-        x = xs[0]
-        n, t, d3 = x.shape
-        d = d3 // 3
-        qkv = x.reshape(n, t, 3, self.heads, d // self.heads).transpose(2, 0, 3, 1, 4)
-        s = _matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2))
-        s *= F32(1.0 / math.sqrt(d // self.heads))
-        s -= s.max(axis=-1, keepdims=True)
-        np.exp(s, out=s)
-        s /= s.sum(axis=-1, keepdims=True, dtype=F32)
-        return np.ascontiguousarray(_matmul(s, qkv[2]).transpose(0, 2, 1, 3)).reshape(n, t, d)
+        return ops.attention(xs[0], self.heads)
 
 
 @dataclass(eq=False)

@@ -20,9 +20,14 @@ from typing import NamedTuple
 import numpy as np
 
 from .bits import n_words, pack_bits, unpack_bits, valid_mask
+from .graph_reference import attention, band_pack, layer_norm, sign_pack
 
 __all__ = [
     "TAPS_PER_PASS",
+    "attention",
+    "band_pack",
+    "layer_norm",
+    "sign_pack",
     "ConvTaps",
     "binary_conv2d",
     "bitplane_gemm",

@@ -1,0 +1,111 @@
+"""numba fast path of the format-2 (graph) operations (NumPy reference:
+:mod:`.graph_reference`). Sign packing and the band threshold are exact; LayerNorm is a float32
+loop (``fastmath`` off, so no fused multiply-add) whose sums run in another order than the
+reference's, so its outputs agree with it up to float rounding; attention is the reference's."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import graph_reference
+
+__all__ = ["attention", "band_pack", "layer_norm", "sign_pack"]
+
+F32 = np.float32
+
+
+@njit(parallel=True, cache=True)
+def _sign_pack_nb(x, out):  # pragma: no cover - compiled
+    m, k = x.shape
+    for i in prange(m):
+        for w in range(out.shape[1]):
+            base = w * 64
+            word = np.uint64(0)
+            for b in range(min(64, k - base)):
+                word |= np.uint64(x[i, base + b] >= 0) << np.uint64(b)
+            out[i, w] = word
+
+
+@njit(parallel=True, cache=True)
+def _band_pack_nb(y, t, low, out):  # pragma: no cover - compiled
+    m, n = y.shape
+    for i in prange(m):
+        for w in range(out.shape[1]):
+            base = w * 64
+            word = np.uint64(0)
+            for b in range(min(64, n - base)):
+                v = y[i, base + b]
+                word |= np.uint64((v >= t[base + b]) | (v <= low[base + b])) << np.uint64(b)
+            out[i, w] = word
+
+
+#: Rows per LayerNorm task: the row sums run across the rows of a block (independent chains,
+#: so the loop is not bound by the latency of one sequential float sum).
+LN_BLOCK = 16
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
+    m, d = x.shape
+    nd = np.float32(d)
+    for blk in prange((m + LN_BLOCK - 1) // LN_BLOCK):
+        i0 = blk * LN_BLOCK
+        rows = min(LN_BLOCK, m - i0)
+        s = np.zeros(LN_BLOCK, np.float32)
+        for j in range(d):
+            for r in range(rows):
+                s[r] += x[i0 + r, j]
+        mu = s / nd
+        v = np.zeros(LN_BLOCK, np.float32)
+        for j in range(d):
+            for r in range(rows):
+                c = x[i0 + r, j] - mu[r]
+                v[r] += c * c
+        for r in range(rows):
+            rstd = np.float32(1.0) / np.sqrt(v[r] / nd + eps)
+            for j in range(d):
+                out[i0 + r, j] = (x[i0 + r, j] - mu[r]) * rstd * weight[j] + bias[j]
+
+
+def _threads(threads: int | None):
+    from .kernels import _with_threads
+
+    return _with_threads(threads)
+
+
+def sign_pack(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Packed bits ``x >= 0`` of float32 rows (M, K): uint64 (M, n_words(K))."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty((x.shape[0], (x.shape[1] + 63) // 64), np.uint64)
+    with _threads(threads):
+        _sign_pack_nb(x, out)
+    return out
+
+
+def band_pack(y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray, *,
+              threads: int | None = None) -> np.ndarray:
+    """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
+    y = np.ascontiguousarray(y, dtype=np.int32)
+    out = np.empty((y.shape[0], (y.shape[1] + 63) // 64), np.uint64)
+    with _threads(threads):
+        _band_pack_nb(y, np.ascontiguousarray(thresh, dtype=np.int32),
+                      np.ascontiguousarray(thresh_low, dtype=np.int32), out)
+    return out
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,
+               threads: int | None = None) -> np.ndarray:
+    """LayerNorm over the last axis of float32 (M, D) rows."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty_like(x)
+    with _threads(threads):
+        _layer_norm_nb(x, weight, bias, F32(eps), out)
+    return out
+
+
+def attention(x: np.ndarray, heads: int, *, threads: int | None = None) -> np.ndarray:
+    """Softmax attention: the reference's (two batched GEMMs on torch's CPU GEMM, NumPy's
+    SIMD ``exp``), which beat a numba loop here (numba's scalar ``expf`` alone was 16x
+    NumPy's vectorised ``exp``)."""
+    return graph_reference.attention(x, heads)

@@ -1,0 +1,61 @@
+"""NumPy reference of the format-2 (graph) operations that have a numba fast path in
+:mod:`.graph_kernels`: sign packing, the band threshold, LayerNorm and attention. Arithmetic
+as in ``docs/packed_format.md`` (*Format 2 arithmetic*)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .bits import pack_bits
+
+__all__ = ["attention", "band_pack", "layer_norm", "sign_pack"]
+
+F32 = np.float32
+
+
+def sign_pack(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Packed bits ``x >= 0`` of float32 rows (M, K): uint64 (M, n_words(K))."""
+    return pack_bits(np.asarray(x) >= 0)
+
+
+def band_pack(y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray, *,
+              threads: int | None = None) -> np.ndarray:
+    """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
+    return pack_bits((y >= thresh) | (y <= thresh_low))
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,
+               threads: int | None = None) -> np.ndarray:
+    """LayerNorm over the last axis of float32 (M, D) rows."""
+    mu = x.mean(axis=-1, keepdims=True, dtype=F32)
+    d = x - mu
+    var = (d * d).mean(axis=-1, keepdims=True, dtype=F32)
+    rstd = F32(1.0) / np.sqrt(var + F32(eps))
+    return d * rstd * weight + bias
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 ``a @ b`` (batched) on torch's CPU GEMM where torch is installed: NumPy's
+    OpenBLAS starts its own threads and was 40x slower than torch on a loaded 2-core machine
+    (see also :func:`.real_layers._sgemm`)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a project dependency
+        return a @ b
+    ta = torch.from_numpy(np.ascontiguousarray(a))
+    return ta.matmul(torch.from_numpy(np.ascontiguousarray(b))).numpy()
+
+
+def attention(x: np.ndarray, heads: int, *, threads: int | None = None) -> np.ndarray:
+    """Softmax attention of float32 (N, T, 3 D) packed q, k, v: float32 (N, T, D)."""
+    n, t, d3 = x.shape
+    d = d3 // 3
+    qkv = x.reshape(n, t, 3, heads, d // heads).transpose(2, 0, 3, 1, 4)
+    s = _matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2))
+    s *= F32(1.0 / math.sqrt(d // heads))
+    s -= s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True, dtype=F32)
+    return np.ascontiguousarray(_matmul(s, qkv[2]).transpose(0, 2, 1, 3)).reshape(n, t, d)
