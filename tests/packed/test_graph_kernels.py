@@ -32,3 +32,19 @@ def test_layer_norm_agrees_up_to_rounding():
     xd = x.astype(np.float64)
     exact = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * w + b
     assert np.abs(got - exact).max() < 1e-4
+
+
+def test_fused_xnor_affine_is_exact():
+    """Integer y, then float32(y) * scale + bias with two roundings, on both backends."""
+    from xnorlab.packed import reference
+    from xnorlab.packed.bits import pack_signs
+
+    rng = np.random.default_rng(2)
+    for k in (5, 64, 150):
+        a = pack_signs(rng.normal(size=(33, k)))
+        w = pack_signs(rng.normal(size=(70, k)))
+        scale, bias = rng.normal(size=(2, 70)).astype(np.float32)
+        want = reference.xnor_gemm(a, w, k).astype(np.float32) * scale + bias
+        wt = np.ascontiguousarray(w.T)
+        assert np.array_equal(graph_kernels.xnor_affine(a, wt, k, scale, bias, threads=1), want)
+        assert np.array_equal(graph_reference.xnor_affine(a, wt, k, scale, bias), want)

@@ -94,6 +94,13 @@ class Backend(Protocol):
         """Packed bits ``x >= 0`` of float32 rows (M, K)."""
         ...
 
+    def xnor_affine(
+        self, a: np.ndarray, wt: np.ndarray, k: int, scale: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
+        """``float32(k - 2 popcount(a[i] ^ w[j])) * scale[j] + bias[j]`` (weights ``wt``
+        word-major, (W, N)): float32 (M, N)."""
+        ...
+
     def band_pack(self, y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray) -> np.ndarray:
         """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
         ...

@@ -37,9 +37,11 @@ def get_backend(name: str, threads: int | None = None) -> Backend:
     """The kernel set of a backend (a :class:`~.backend.Backend`): ``"numba"`` (fast path) or
     ``"numpy"`` (reference)."""
     if name == "numba":
-        from . import kernels as mod
+        from . import graph_kernels, kernels
+
+        mods: tuple[Any, ...] = (kernels, graph_kernels)  # the graph ops in a module of their own
     elif name == "numpy":
-        mod = reference
+        mods = (reference,)
     else:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
@@ -48,7 +50,10 @@ def get_backend(name: str, threads: int | None = None) -> Backend:
             return lambda *a, **k: fn(*a, threads=threads, **k)
         return fn
 
-    return types.SimpleNamespace(name=name, **{op: bind(getattr(mod, op)) for op in OPS})  # type: ignore[return-value]
+    def find(op: str):
+        return next(getattr(m, op) for m in mods if hasattr(m, op))
+
+    return types.SimpleNamespace(name=name, **{op: bind(find(op)) for op in OPS})  # type: ignore[return-value]
 
 
 class PackedEngine:

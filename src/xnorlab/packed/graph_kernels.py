@@ -9,8 +9,9 @@ import numpy as np
 from numba import njit, prange
 
 from . import graph_reference
+from .kernels import _with_threads, popcount64
 
-__all__ = ["attention", "band_pack", "layer_norm", "sign_pack"]
+__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine"]
 
 F32 = np.float32
 
@@ -68,17 +69,28 @@ def _layer_norm_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
                 out[i0 + r, j] = (x[i0 + r, j] - mu[r]) * rstd * weight[j] + bias[j]
 
 
-def _threads(threads: int | None):
-    from .kernels import _with_threads
-
-    return _with_threads(threads)
+@njit(parallel=True, cache=True)
+def _xnor_affine_nb(a, wt, k, scale, bias, out):  # pragma: no cover - compiled
+    # the inner loops run over output columns (weights stored word-major, (W, N)), so they
+    # vectorise (vpopcntq on AVX-512 VPOPCNTDQ) even for one word per row; the affine keeps
+    # the two roundings (fastmath off: no fused multiply-add)
+    m, nw = a.shape
+    n = wt.shape[1]
+    for i in prange(m):
+        acc = np.zeros(n, np.int64)
+        for q in range(nw):
+            aq = a[i, q]
+            for j in range(n):
+                acc[j] += popcount64(aq ^ wt[q, j])
+        for j in range(n):
+            out[i, j] = np.float32(k - 2 * acc[j]) * scale[j] + bias[j]
 
 
 def sign_pack(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """Packed bits ``x >= 0`` of float32 rows (M, K): uint64 (M, n_words(K))."""
     x = np.ascontiguousarray(x, dtype=F32)
     out = np.empty((x.shape[0], (x.shape[1] + 63) // 64), np.uint64)
-    with _threads(threads):
+    with _with_threads(threads):
         _sign_pack_nb(x, out)
     return out
 
@@ -88,7 +100,7 @@ def band_pack(y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray, *,
     """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
     y = np.ascontiguousarray(y, dtype=np.int32)
     out = np.empty((y.shape[0], (y.shape[1] + 63) // 64), np.uint64)
-    with _threads(threads):
+    with _with_threads(threads):
         _band_pack_nb(y, np.ascontiguousarray(thresh, dtype=np.int32),
                       np.ascontiguousarray(thresh_low, dtype=np.int32), out)
     return out
@@ -99,7 +111,7 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
     """LayerNorm over the last axis of float32 (M, D) rows."""
     x = np.ascontiguousarray(x, dtype=F32)
     out = np.empty_like(x)
-    with _threads(threads):
+    with _with_threads(threads):
         _layer_norm_nb(x, weight, bias, F32(eps), out)
     return out
 
@@ -109,3 +121,14 @@ def attention(x: np.ndarray, heads: int, *, threads: int | None = None) -> np.nd
     SIMD ``exp``), which beat a numba loop here (numba's scalar ``expf`` alone was 16x
     NumPy's vectorised ``exp``)."""
     return graph_reference.attention(x, heads)
+
+
+def xnor_affine(a: np.ndarray, wt: np.ndarray, k: int, scale: np.ndarray, bias: np.ndarray, *,
+                threads: int | None = None) -> np.ndarray:
+    """``float32(k - 2 popcount(a[i] ^ w[j])) * scale[j] + bias[j]``: float32 (M, N), from
+    packed rows ``a`` (M, W) and the weights word-major ``wt`` (W, N)."""
+    a = np.ascontiguousarray(a, dtype=np.uint64)
+    out = np.empty((a.shape[0], wt.shape[1]), F32)
+    with _with_threads(threads):
+        _xnor_affine_nb(a, wt, np.int64(k), scale, bias, out)
+    return out

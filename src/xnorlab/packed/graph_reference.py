@@ -10,7 +10,7 @@ import numpy as np
 
 from .bits import pack_bits
 
-__all__ = ["attention", "band_pack", "layer_norm", "sign_pack"]
+__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine"]
 
 F32 = np.float32
 
@@ -24,6 +24,17 @@ def band_pack(y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray, *,
               threads: int | None = None) -> np.ndarray:
     """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
     return pack_bits((y >= thresh) | (y <= thresh_low))
+
+
+def xnor_affine(a: np.ndarray, wt: np.ndarray, k: int, scale: np.ndarray, bias: np.ndarray, *,
+                threads: int | None = None) -> np.ndarray:
+    """``float32(k - 2 popcount(a[i] ^ w[j])) * scale[j] + bias[j]``: float32 (M, N), from
+    packed rows ``a`` (M, W) and the weights word-major ``wt`` (W, N)."""
+    from .reference import xnor_gemm
+
+    z = xnor_gemm(np.ascontiguousarray(a), np.ascontiguousarray(wt.T), k).astype(F32) * scale
+    z += bias
+    return z
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,

@@ -39,15 +39,10 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .graph_kernels import attention, band_pack, layer_norm, sign_pack
 from .reference import TAPS_PER_PASS, ConvTaps, Int8Weights, conv_geometry
 
 __all__ = [
-    "attention",
-    "band_pack",
     "binary_conv2d",
-    "layer_norm",
-    "sign_pack",
     "bitplane_gemm",
     "bitplane_gemm_threshold",
     "bitplanes",

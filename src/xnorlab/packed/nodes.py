@@ -299,15 +299,29 @@ class BinaryLinear(Node):
         return TShape("bit_tokens" if self.outputs_bits else "tokens",
                       (*ins[0].dims[:-1], self.out_features))
 
+    def _bits(self, x: np.ndarray, ops: Any) -> np.ndarray:
+        rows = x.reshape(x.shape[0] * x.shape[1], -1)
+        return ops.sign_pack(rows) if self.real_input else np.ascontiguousarray(rows)
+
     def integers(self, x: np.ndarray, ops: Any) -> np.ndarray:
         """int32 pre-activations (N, T, out) of real (sign taken) or packed input tokens."""
-        n, t = x.shape[:2]
-        rows = x.reshape(n * t, -1)
-        bits = ops.sign_pack(rows) if self.real_input else np.ascontiguousarray(rows)
-        y = ops.xnor_gemm(bits, self.weight, self.in_features)
-        return y.reshape(n, t, -1)
+        y = ops.xnor_gemm(self._bits(x, ops), self.weight, self.in_features)
+        return y.reshape(x.shape[0], x.shape[1], -1)
+
+    @property
+    def weight_t(self) -> np.ndarray:
+        """The weights word-major (W, out), for the fused kernel (built on first use; the
+        weights must not be modified in place after that)."""
+        if getattr(self, "_wt", None) is None:
+            self._wt = np.ascontiguousarray(self.weight.T)
+        return self._wt
 
     def forward(self, xs, ops, ints):
+        if ints is None and not self.outputs_bits:  # fused GEMM + affine, no int32 pass
+            n, t = xs[0].shape[:2]
+            z = ops.xnor_affine(self._bits(xs[0], ops), self.weight_t, self.in_features,
+                                self.scale, self.bias)
+            return z.reshape(n, t, -1)
         y = self.integers(xs[0], ops)
         if ints is not None:
             ints.append(y)

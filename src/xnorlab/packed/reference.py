@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .bits import n_words, pack_bits, unpack_bits, valid_mask
-from .graph_reference import attention, band_pack, layer_norm, sign_pack
+from .graph_reference import attention, band_pack, layer_norm, sign_pack, xnor_affine
 
 __all__ = [
     "TAPS_PER_PASS",
@@ -28,6 +28,7 @@ __all__ = [
     "band_pack",
     "layer_norm",
     "sign_pack",
+    "xnor_affine",
     "ConvTaps",
     "binary_conv2d",
     "bitplane_gemm",
