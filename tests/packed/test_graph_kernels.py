@@ -34,7 +34,7 @@ def test_layer_norm_agrees_up_to_rounding():
     assert np.abs(got - exact).max() < 1e-4
 
 
-def test_fused_xnor_affine_is_exact():
+def test_fused_xnor_affine_and_band_are_exact():
     """Integer y, then float32(y) * scale + bias with two roundings, on both backends."""
     from xnorlab.packed import reference
     from xnorlab.packed.bits import pack_signs
@@ -48,3 +48,8 @@ def test_fused_xnor_affine_is_exact():
         wt = np.ascontiguousarray(w.T)
         assert np.array_equal(graph_kernels.xnor_affine(a, wt, k, scale, bias, threads=1), want)
         assert np.array_equal(graph_reference.xnor_affine(a, wt, k, scale, bias), want)
+        t = rng.integers(-k, k + 1, 70).astype(np.int32)
+        low = rng.integers(-k - 1, 0, 70).astype(np.int32)
+        bits = graph_reference.band_pack(reference.xnor_gemm(a, w, k), t, low)
+        assert np.array_equal(graph_kernels.xnor_band(a, wt, k, t, low, threads=1), bits)
+        assert np.array_equal(graph_reference.xnor_band(a, wt, k, t, low), bits)

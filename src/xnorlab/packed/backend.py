@@ -101,6 +101,12 @@ class Backend(Protocol):
         word-major, (W, N)): float32 (M, N)."""
         ...
 
+    def xnor_band(
+        self, a: np.ndarray, wt: np.ndarray, k: int, thresh: np.ndarray, thresh_low: np.ndarray
+    ) -> np.ndarray:
+        """Packed bits ``y >= thresh or y <= thresh_low`` of the XNOR GEMM (``wt`` word-major)."""
+        ...
+
     def band_pack(self, y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray) -> np.ndarray:
         """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
         ...

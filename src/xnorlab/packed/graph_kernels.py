@@ -11,7 +11,7 @@ from numba import njit, prange
 from . import graph_reference
 from .kernels import _with_threads, popcount64
 
-__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine"]
+__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine", "xnor_band"]
 
 F32 = np.float32
 
@@ -46,27 +46,43 @@ def _band_pack_nb(y, t, low, out):  # pragma: no cover - compiled
 LN_BLOCK = 16
 
 
+#: Rows per LayerNorm task (its scratch buffers are allocated once per task).
+LN_ROWS = 64
+
+
+@njit(cache=True)
+def _lane_sum(v, lanes):  # pragma: no cover - compiled
+    # 8 interleaved partial sums (independent chains: one SIMD add per 8 values), then
+    # combined in lane order
+    d = v.shape[0]
+    lanes[:] = 0.0
+    for j in range(0, d - d % 8, 8):
+        for q in range(8):
+            lanes[q] += v[j + q]
+    for j in range(d - d % 8, d):
+        lanes[j % 8] += v[j]
+    s = np.float32(0.0)
+    for q in range(8):
+        s += lanes[q]
+    return s
+
+
 @njit(parallel=True, cache=True)
 def _layer_norm_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
     m, d = x.shape
     nd = np.float32(d)
-    for blk in prange((m + LN_BLOCK - 1) // LN_BLOCK):
-        i0 = blk * LN_BLOCK
-        rows = min(LN_BLOCK, m - i0)
-        s = np.zeros(LN_BLOCK, np.float32)
-        for j in range(d):
-            for r in range(rows):
-                s[r] += x[i0 + r, j]
-        mu = s / nd
-        v = np.zeros(LN_BLOCK, np.float32)
-        for j in range(d):
-            for r in range(rows):
-                c = x[i0 + r, j] - mu[r]
-                v[r] += c * c
-        for r in range(rows):
-            rstd = np.float32(1.0) / np.sqrt(v[r] / nd + eps)
+    for blk in prange((m + LN_ROWS - 1) // LN_ROWS):
+        lanes = np.empty(8, np.float32)
+        c = np.empty(d, np.float32)
+        sq = np.empty(d, np.float32)
+        for i in range(blk * LN_ROWS, min(m, (blk + 1) * LN_ROWS)):
+            mu = _lane_sum(x[i], lanes) / nd
             for j in range(d):
-                out[i0 + r, j] = (x[i0 + r, j] - mu[r]) * rstd * weight[j] + bias[j]
+                c[j] = x[i, j] - mu
+                sq[j] = c[j] * c[j]
+            rstd = np.float32(1.0) / np.sqrt(_lane_sum(sq, lanes) / nd + eps)
+            for j in range(d):
+                out[i, j] = c[j] * rstd * weight[j] + bias[j]
 
 
 @njit(parallel=True, cache=True)
@@ -84,6 +100,36 @@ def _xnor_affine_nb(a, wt, k, scale, bias, out):  # pragma: no cover - compiled
                 acc[j] += popcount64(aq ^ wt[q, j])
         for j in range(n):
             out[i, j] = np.float32(k - 2 * acc[j]) * scale[j] + bias[j]
+
+
+@njit(parallel=True, cache=True)
+def _xnor_band_nb(a, wt, k, t, low, out):  # pragma: no cover - compiled
+    m, nw = a.shape
+    n = wt.shape[1]
+    for i in prange(m):
+        acc = np.zeros(n, np.int64)
+        for q in range(nw):
+            aq = a[i, q]
+            for j in range(n):
+                acc[j] += popcount64(aq ^ wt[q, j])
+        for w in range(out.shape[1]):
+            word = np.uint64(0)
+            for b in range(min(64, n - 64 * w)):
+                j = 64 * w + b
+                y = k - 2 * acc[j]
+                word |= np.uint64((y >= t[j]) | (y <= low[j])) << np.uint64(b)
+            out[i, w] = word
+
+
+def xnor_band(a: np.ndarray, wt: np.ndarray, k: int, thresh: np.ndarray,
+              thresh_low: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Packed bits ``y >= thresh or y <= thresh_low`` of ``y = k - 2 popcount(a[i] ^ w[j])``
+    (weights word-major ``wt`` (W, N)): uint64 (M, n_words(N))."""
+    a = np.ascontiguousarray(a, dtype=np.uint64)
+    out = np.empty((a.shape[0], (wt.shape[1] + 63) // 64), np.uint64)
+    with _with_threads(threads):
+        _xnor_band_nb(a, wt, np.int64(k), thresh, thresh_low, out)
+    return out
 
 
 def sign_pack(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:

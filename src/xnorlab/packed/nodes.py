@@ -322,6 +322,11 @@ class BinaryLinear(Node):
             z = ops.xnor_affine(self._bits(xs[0], ops), self.weight_t, self.in_features,
                                 self.scale, self.bias)
             return z.reshape(n, t, -1)
+        if ints is None:  # fused GEMM + band threshold
+            n, t = xs[0].shape[:2]
+            bits = ops.xnor_band(self._bits(xs[0], ops), self.weight_t, self.in_features,
+                                 self.thresh, self.thresh_low)
+            return bits.reshape(n, t, -1)
         y = self.integers(xs[0], ops)
         if ints is not None:
             ints.append(y)
