@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xnorlab.bench.exactness import to_uint8
+from xnorlab.packed.bits import unpack_bits
 from xnorlab.packed.graph import GraphEngine
 from xnorlab.packed.nodes import BinaryLinear
 
@@ -92,21 +93,21 @@ def _check_layers(model: nn.Module, engine: GraphEngine, cap: _Capture, r: VitEx
         bits = _torch_bits(mod, x)
         w = torch.where(mod.kernel_quantizer.split(mod.weight)[0] > 0, 1.0, -1.0).double()
         y_t = F.linear(torch.where(torch.from_numpy(bits), 1.0, -1.0).double(), w).numpy()
-        src = x.numpy() if node.real_input else _pack(bits)
-        y_e = node.integers(np.ascontiguousarray(src), engine.ops)
+        src = np.ascontiguousarray(x.numpy() if node.real_input else _pack(bits))
+        y_e = node.integers(src, engine.ops)
         r.mismatched_preactivations += int(np.count_nonzero(y_e != y_t))
         r.preactivation_values += y_t.size
+        # the node's own forward (the fused kernels scores() runs) on torch's input
+        out = node.forward([src], engine.ops, None)
         if node.outputs_bits:
             nxt = next(n for n in nodes if n.inputs == (node.name,))
-            folded = (y_e >= node.thresh) | (y_e <= node.thresh_low)
+            folded = unpack_bits(out, node.out_features).astype(bool)
             want = _torch_bits(model.get_submodule(nxt.name), cap.inputs[nxt.name])
             r.mismatched_folded_bits += int(np.count_nonzero(folded != want))
             r.folded_bits += want.size
         else:
-            z = y_e.astype(np.float32) * node.scale
-            z += node.bias
             torch_z = cap.outputs[node.name].numpy()
-            r.mismatched_affine_outputs += int(np.count_nonzero(z != torch_z))
+            r.mismatched_affine_outputs += int(np.count_nonzero(out != torch_z))
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:
