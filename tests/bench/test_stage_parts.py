@@ -103,3 +103,25 @@ def _conf_dir():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[2] / "conf"
+
+
+def test_a_graph_engine_is_timed_like_any_packed_model():
+    """The ViT's version-2 graph goes through the benchmark's timing and reference paths."""
+    import torch
+
+    from xnorlab.bench.stage import reference_engine
+    from xnorlab.bench.timing import benchmark_model
+    from xnorlab.models import build_model
+    from xnorlab.packed.export_vit import export_vit
+    from xnorlab.packed.graph import GraphEngine
+
+    cfg = {"name": "vit", "dim": 16, "depth": 1, "heads": 2, "patch_size": 7}
+    vit = build_model(cfg, "bnn", input_shape=(1, 14, 14)).eval()
+    engine = export_vit(vit, (1, 14, 14), threads=1)
+    ref = reference_engine(engine)
+    assert isinstance(ref, GraphEngine) and ref.backend == "numpy"
+    images = torch.rand(3, 1, 14, 14)
+    rows = benchmark_model(vit, engine, images, [1, 4], [1], repeats=1, min_seconds=0.01,
+                           reference=ref)
+    assert {(r["engine"], r["batch"]) for r in rows} == {
+        (e, b) for e in ("torch_float32", "packed_fast", "packed_numpy") for b in (1, 4)}
