@@ -2,8 +2,8 @@
 
 Mutations of small valid files (version 1: a dense model, a conv model with a max-pool and a
 dense layer after a flatten, BinaryConnect and K-means models; version 2: a one-block ViT
-graph with every node op): truncation, random bit flips, header edits re-signed with a valid checksum
-(so the edit reaches the structural checks), payload bit flips re-signed (so they reach the
+graph with every node op): truncation, random bit flips, header edits re-signed with a valid
+checksum (so the edit reaches the structural checks), payload bit flips re-signed (so they reach the
 flip / padding-bit / finiteness checks or make a different valid model), and overlapping arrays.
 A model that loads must run on the NumPy reference and the numba engine with equal scores.
 """
