@@ -15,12 +15,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from xnorlab.bench.exactness import compare, to_uint8
+from xnorlab.bench.vit_exactness import compare_vit
 from xnorlab.data.datamodule import ImageDataModule
 from xnorlab.entry import entry_point
 from xnorlab.io import exit_on_full_disk, write_json
 from xnorlab.models.kmeans_io import is_kmeans_checkpoint, load_kmeans_checkpoint
 from xnorlab.packed.engine import PackedEngine
-from xnorlab.packed.export import ExportError, export_kmeans, export_to_file
+from xnorlab.packed.export import ExportError, export_kmeans, export_to_file, jsonable
+from xnorlab.packed.export_vit import export_vit, is_vit
 from xnorlab.schema import ConfigError, ExportConfig, checked
 from xnorlab.train.measure import state_dict_bytes
 from xnorlab.train.module import Classifier
@@ -60,6 +62,9 @@ def export(c: dict) -> None:
         export_kmeans_run(c, ckpt)
         return
     module = load_checkpoint(ckpt, run)
+    if is_vit(module.model):
+        export_vit_run(c, module, ckpt)
+        return
     run_cfg = module.cfg
     shape = tuple(run_cfg["dataset"]["shape"])
     out = Path(paths["packed_dir"])
@@ -95,6 +100,52 @@ def export(c: dict) -> None:
             f"{result.mismatched_predictions} of {result.n_images} predictions, "
             f"{result.mismatched_preactivations} of {result.preactivation_values} pre-activations"
         )
+
+
+def _test_images(run_cfg: dict, check: dict):
+    ds = run_cfg["dataset"]
+    dm = ImageDataModule(ds, Path(run_cfg["data"]["raw_dir"]) / ds["name"], val_size=1,
+                         eval_limit=check["limit"])
+    dm.setup()
+    return dm.splits["test"][0]
+
+
+def export_vit_run(c: dict, module: Classifier, ckpt: Path) -> None:
+    """Binarized ViT: a version-2 graph. Fails unless every binary layer is exact given
+    torch's input bits; end-to-end prediction differences (float rounding of the real ops)
+    are listed with their margins in the report."""
+    run, paths, check = c["run"], c["paths"], c["check"]
+    run_cfg = module.cfg
+    shape = tuple(run_cfg["dataset"]["shape"])
+    out = Path(paths["packed_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    packed = out / f"{run}.xnor"
+    meta = {"run": run, "checkpoint": str(ckpt), "config": jsonable(run_cfg)}
+    try:
+        export_vit(module.model, shape, backend="numpy", metadata=meta).save(packed)
+    except ExportError as err:
+        sys.exit(f"error: {run} cannot be packed: {err}")
+    engine = PackedEngine.load(packed)
+    result = compare_vit(module.model, engine, _test_images(run_cfg, check), chunk=check["chunk"])
+    binary = [module.model.get_submodule(n.name) for n in engine.binary_nodes]
+    float_binary = sum(4 * m.weight.numel() for m in binary)
+    summary = {
+        "run": run, "checkpoint": str(ckpt), "format_version": 2,
+        "packed_bytes": packed.stat().st_size,
+        "float32_state_dict_bytes": state_dict_bytes(module.model),
+        "binary_weight_bytes": engine.binary_weight_bytes(),
+        "float32_binary_weight_bytes": float_binary,
+        "exactness": result.as_dict(),
+    }
+    summary["size_ratio"] = summary["float32_state_dict_bytes"] / summary["packed_bytes"]
+    summary["binary_weight_ratio"] = float_binary / summary["binary_weight_bytes"]
+    write_json(out / f"{run}.json", summary)
+    log.info("%s", json.dumps(summary))
+    if not result.exact:
+        sys.exit(f"error: packed ViT disagrees with torch on {run} given the same input bits: "
+                 f"{result.mismatched_preactivations} pre-activations, "
+                 f"{result.mismatched_affine_outputs} affine outputs, "
+                 f"{result.mismatched_folded_bits} folded GELU bits")
 
 
 def export_kmeans_run(c: dict, ckpt: Path) -> None:

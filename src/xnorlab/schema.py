@@ -366,7 +366,7 @@ class BenchmarkLayerTables:
 
 @dataclass
 class BenchmarkTarget:
-    kind: str  # speedup | scaling | gemm_fraction | size_ratio (xnorlab.bench.targets)
+    kind: str  # speedup | scaling | gemm_fraction | size_ratio | binary_weight_ratio (targets)
     model: str | None = None
     threads: int = 1
     batch: int = 1

@@ -56,7 +56,8 @@ def _rows(fast_best, fast_med, torch_best, torch_med, threads=1, batch=64):
 
 def test_targets_give_best_and_median_and_whether_met():
     report = {"models": {"m": {"results": _rows(1300, 1000, 100, 100)
-                                + _rows(2500, 1500, 150, 150, threads=2), "size_ratio": 30.0}},
+                                + _rows(2500, 1500, 150, 150, threads=2), "size_ratio": 30.0,
+                                "binary_weight_ratio": 19.0}},
               "gemm": {"threads_1": {"xnor_gemm_threshold": {"fraction_of_peak": 0.8,
                                                              "fraction_of_peak_median": 0.7}}}}
     t = evaluate(report, {"kind": "speedup", "model": "m", "threads": 1, "batch": 64, "min": 12})
@@ -65,6 +66,8 @@ def test_targets_give_best_and_median_and_whether_met():
     assert np.isclose(s["best"], 2500 / 1300) and s["met"]
     g = evaluate(report, {"kind": "gemm_fraction", "threads": 1, "min": 0.75})
     assert (g["best"], g["median"], g["met"]) == (0.8, 0.7, True)
+    w = evaluate(report, {"kind": "binary_weight_ratio", "model": "m", "min": 20})
+    assert (w["best"], w["met"]) == (19.0, False)
     missing = evaluate_all(report, {"x": {"kind": "speedup", "model": "absent", "threads": 1,
                                           "batch": 1, "min": 2}})["x"]
     assert missing["best"] is None and missing["met"] is None
@@ -87,8 +90,8 @@ def test_benchmark_config_validates_and_rejects_typos():
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
         cfg = validate(compose("benchmark"), BenchmarkConfig, "benchmark")
         assert cfg.targets.paper_mlp_speedup_b1024_t1.min == 15
-        assert {t.kind for t in cfg.targets.values()} <= {"speedup", "scaling",
-                                                           "gemm_fraction", "size_ratio"}
+        assert {t.kind for t in cfg.targets.values()} <= {
+            "speedup", "scaling", "gemm_fraction", "size_ratio", "binary_weight_ratio"}
         with pytest.raises(ConfigError, match="benchmark"):
             validate(compose("benchmark", overrides=["+repats=3"]), BenchmarkConfig, "benchmark")
         with pytest.raises(ConfigError, match="benchmark"):
@@ -100,3 +103,25 @@ def _conf_dir():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[2] / "conf"
+
+
+def test_a_graph_engine_is_timed_like_any_packed_model():
+    """The ViT's version-2 graph goes through the benchmark's timing and reference paths."""
+    import torch
+
+    from xnorlab.bench.stage import reference_engine
+    from xnorlab.bench.timing import benchmark_model
+    from xnorlab.models import build_model
+    from xnorlab.packed.export_vit import export_vit
+    from xnorlab.packed.graph import GraphEngine
+
+    cfg = {"name": "vit", "dim": 16, "depth": 1, "heads": 2, "patch_size": 7}
+    vit = build_model(cfg, "bnn", input_shape=(1, 14, 14)).eval()
+    engine = export_vit(vit, (1, 14, 14), threads=1)
+    ref = reference_engine(engine)
+    assert isinstance(ref, GraphEngine) and ref.backend == "numpy"
+    images = torch.rand(3, 1, 14, 14)
+    rows = benchmark_model(vit, engine, images, [1, 4], [1], repeats=1, min_seconds=0.01,
+                           reference=ref)
+    assert {(r["engine"], r["batch"]) for r in rows} == {
+        (e, b) for e in ("torch_float32", "packed_fast", "packed_numpy") for b in (1, 4)}

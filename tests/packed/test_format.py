@@ -82,10 +82,15 @@ def test_bad_magic_and_version(saved, tmp_path):
     with pytest.raises(PackedFormatError, match="magic"):
         load_packed(tmp_path / "m1.xnor")
     bad = bytearray(data)
-    struct.pack_into("<I", bad, len(MAGIC), FORMAT_VERSION + 1)
+    struct.pack_into("<I", bad, len(MAGIC), 3)
     (tmp_path / "m2.xnor").write_bytes(bad)
-    with pytest.raises(PackedFormatError, match="version 2"):
+    with pytest.raises(PackedFormatError, match="version 3"):
         load_packed(tmp_path / "m2.xnor")
+    # version 2 (a graph) in the preamble of a version-1 header: the two disagree
+    struct.pack_into("<I", bad, len(MAGIC), 2)
+    (tmp_path / "m3.xnor").write_bytes(bad)
+    with pytest.raises(PackedFormatError, match="version"):
+        load_packed(tmp_path / "m3.xnor")
 
 
 def test_flipped_bytes(saved, tmp_path):

@@ -1,8 +1,9 @@
 """Fuzz the `.xnor` reader: every mutated file raises PackedFormatError or loads and runs.
 
-Mutations of small valid files (a dense model and a conv model with a max-pool and a dense layer
-after a flatten): truncation, random bit flips, header edits re-signed with a valid checksum
-(so the edit reaches the structural checks), payload bit flips re-signed (so they reach the
+Mutations of small valid files (version 1: a dense model, a conv model with a max-pool and a
+dense layer after a flatten, BinaryConnect and K-means models; version 2: a one-block ViT
+graph with every node op): truncation, random bit flips, header edits re-signed with a valid
+checksum (so the edit reaches the structural checks), payload bit flips re-signed (so they reach the
 flip / padding-bit / finiteness checks or make a different valid model), and overlapping arrays.
 A model that loads must run on the NumPy reference and the numba engine with equal scores.
 """
@@ -20,11 +21,22 @@ from xnorlab.packed.bits import pack_signs
 from xnorlab.packed.centroids import NearestCentroid
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.format import ALIGN, PackedFormatError
+from xnorlab.packed.graph import GraphEngine
 from xnorlab.packed.layers import (
     Conv2d,
     Dense,
     Flatten,
     MaxPool2d,
+)
+from xnorlab.packed.nodes import (
+    Attention,
+    BinaryLinear,
+    LayerNorm,
+    Linear,
+    MeanTokens,
+    Normalize,
+    PatchEmbed,
+    Residual,
 )
 from xnorlab.packed.real_layers import RealConv2d, RealDense
 
@@ -80,6 +92,35 @@ def _kmeans_model(rng):
     return PackedEngine(layers, (1, 7, 10), backend="numpy")
 
 
+def _vit_graph(rng):
+    """A version-2 graph: one pre-norm block with every node type (dim 4, 2 heads)."""
+    def f(*shape):
+        return rng.normal(size=shape).astype(np.float32)
+
+    def signs(o, k):
+        return pack_signs(rng.choice([-1, 1], size=(o, k)))
+
+    nodes = [
+        Normalize("norm_in", ("input",), mean=f(1), std=np.ones(1, np.float32)),
+        PatchEmbed("embed", ("norm_in",), patch=2, weight=f(4, 4), bias=f(4), pos=f(4, 4)),
+        LayerNorm("ln1", ("embed",), weight=f(4), bias=f(4)),
+        BinaryLinear("qkv", ("ln1",), in_features=4, weight=signs(12, 4), scale=f(12),
+                     bias=f(12)),
+        Attention("attn", ("qkv",), heads=2),
+        BinaryLinear("proj", ("attn",), in_features=4, weight=signs(4, 4), scale=f(4), bias=f(4)),
+        Residual("res1", ("embed", "proj"), gamma=f(4)),
+        BinaryLinear("mlp0", ("res1",), in_features=4, weight=signs(8, 4),
+                     thresh=rng.integers(-4, 5, 8), thresh_low=rng.integers(-6, -2, 8)),
+        BinaryLinear("mlp1", ("mlp0",), in_features=8, real_input=False, weight=signs(4, 8),
+                     scale=f(4), bias=f(4)),
+        Residual("res2", ("res1", "mlp1"), gamma=f(4)),
+        LayerNorm("ln2", ("res2",), weight=f(4), bias=f(4)),
+        MeanTokens("pool", ("ln2",)),
+        Linear("head", ("pool",), weight=f(3, 4), bias=f(3)),
+    ]
+    return GraphEngine(nodes, (1, 4, 5), metadata={"config": {"a": 1}}, backend="numpy")
+
+
 def _split(data: bytes):
     hlen = struct.unpack_from("<I", data, 12)[0]
     header = json.loads(data[PREAMBLE : PREAMBLE + hlen])
@@ -95,7 +136,9 @@ def _build(header: dict, payload: bytes, fix_offset: bool) -> bytes:
         if not fix_offset or not isinstance(pay, dict) or pay.get("offset") == off:
             break
         pay["offset"] = off
-    pre = b"XNORPAK\x00" + struct.pack("<II", 1, len(hb)) + hashlib.sha256(hb).digest()
+    version = header.get("version", 1) if isinstance(header, dict) else 1
+    version = version if isinstance(version, int) and 0 <= version < 2**32 else 1
+    pre = b"XNORPAK\x00" + struct.pack("<II", version, len(hb)) + hashlib.sha256(hb).digest()
     return pre + hb + b"\x00" * (off - PREAMBLE - len(hb)) + payload
 
 
@@ -131,7 +174,8 @@ def _edit(header: dict, rng) -> dict:
     elif choice == 4 and isinstance(val, list):
         val.append(copy.deepcopy(val[0]) if val else 1)
     elif choice == 5 and isinstance(val, str):
-        parent[key] = ["dense", "conv2d", "<u8", "|b1", "<f4", "<i4", "bits", ""][rng.integers(8)]
+        parent[key] = ["dense", "conv2d", "<u8", "|b1", "<f4", "<i4", "bits", "", "input", "real",
+                       "attention", "qkv", "ln1", "head"][rng.integers(14)]
     elif choice == 6 and isinstance(val, bool):
         parent[key] = not val
     else:
@@ -157,7 +201,8 @@ def _mutate(data: bytes, rng) -> tuple[str, bytes]:
             b[rng.integers(len(b))] ^= 1 << int(rng.integers(8))
         header["payload"]["sha256"] = hashlib.sha256(b).hexdigest()
         return kind, _build(header, bytes(b), fix_offset=False)
-    specs = [a for layer in header["layers"] for a in layer["arrays"].values()]
+    units = header["layers"] if "layers" in header else header["nodes"]
+    specs = [a for unit in units for a in unit["arrays"].values()]
     i, j = rng.choice(len(specs), size=2, replace=False)
     specs[i]["offset"] = specs[j]["offset"]
     return kind, _build(header, payload, fix_offset=False)
@@ -171,11 +216,13 @@ def _alarm(*_):
     raise _Hang
 
 
-@pytest.mark.parametrize("build", [_dense_model, _conv_model, _real_model, _kmeans_model])
+@pytest.mark.parametrize(
+    "build", [_dense_model, _conv_model, _real_model, _kmeans_model, _vit_graph])
 def test_mutated_files_fail_cleanly_or_run(build, tmp_path):
     rng = np.random.default_rng(1234)
     eng = build(rng)
     data = eng.save(tmp_path / "m.xnor").read_bytes()
+    assert type(PackedEngine.load(tmp_path / "m.xnor")) is type(eng)
     x = rng.integers(0, 256, size=(3, *eng.input_shape), dtype=np.uint8)
     path = tmp_path / "fuzz.xnor"
     # compile the numba kernels first: a JIT interrupted by the alarm would count as a hang
@@ -190,12 +237,17 @@ def test_mutated_files_fail_cleanly_or_run(build, tmp_path):
             signal.alarm(60)  # a hang fails the case instead of the CI job
             try:
                 got = PackedEngine.load(path, backend="numpy")
-                s = got.scores(x)
+                # an edited input shape can still make a valid model (patches drop remainders)
+                xi = x if got.input_shape == eng.input_shape else rng.integers(
+                    0, 256, size=(3, *got.input_shape), dtype=np.uint8)
+                s = got.scores(xi)
                 if case % 10 == 0:  # the fast engine agrees on what loaded (JIT is slow)
                     fast = PackedEngine.load(path, backend="numba", threads=1)
-                    assert np.array_equal(fast.predict(x), got.predict(x))
-                    if not any(isinstance(m, RealConv2d | RealDense) for m in got.layers):
-                        assert np.array_equal(fast.scores(x), s, equal_nan=True)
+                    assert np.array_equal(fast.predict(xi), got.predict(xi))
+                    layers = getattr(got, "layers", None)  # None: a graph (float LayerNorm sums)
+                    if layers is not None and not any(
+                            isinstance(m, RealConv2d | RealDense) for m in layers):
+                        assert np.array_equal(fast.scores(xi), s, equal_nan=True)
                 assert s.shape == (3, got.num_classes) and s.dtype == np.float32
                 result = "ran"
             except PackedFormatError:
@@ -261,3 +313,44 @@ def test_spec_invalid_files_rejected(what, tmp_path):
     (tmp_path / "ok.xnor").write_bytes(_resigned(data, lambda h, p: None))
     assert (tmp_path / "ok.xnor").read_bytes() == data
     PackedEngine.load(tmp_path / "ok.xnor")
+
+
+def _node(header, name):
+    return next(n for n in header["nodes"] if n["name"] == name)
+
+
+GRAPH_INVALID = {
+    "duplicate name": lambda h, p: _node(h, "ln2").__setitem__("name", "ln1"),
+    "input from a later node": lambda h, p: _node(h, "qkv").__setitem__("inputs", ["attn"]),
+    "cycle onto itself": lambda h, p: _node(h, "attn").__setitem__("inputs", ["attn"]),
+    "unused node": lambda h, p: _node(h, "res2").__setitem__("inputs", ["res1", "proj"]),
+    "output not last": lambda h, p: h.__setitem__("output", "pool"),
+    "unknown op": lambda h, p: _node(h, "pool").__setitem__("op", "max_tokens"),
+    "threshold dtype": lambda h, p: _node(h, "mlp0")["arrays"]["thresh"].__setitem__(
+        "dtype", "<f4"),
+    "padding bits": lambda h, p: p.__setitem__(
+        _node(h, "qkv")["arrays"]["weight"]["offset"] + 7, 0x80),
+    "bits into a real input": lambda h, p: _node(h, "proj").__setitem__("inputs", ["mlp0"]),
+    "version 1 body": lambda h, p: h.__setitem__("layers", h.pop("nodes")),
+}
+
+
+GRAPH_INVALID_MORE = {
+    "missing param": lambda h, p: _node(h, "attn")["params"].clear(),
+    "extra param": lambda h, p: _node(h, "pool")["params"].__setitem__("axis", 1),
+    "negative std": lambda h, p: p.__setitem__(
+        slice(_node(h, "norm_in")["arrays"]["std"]["offset"],
+              _node(h, "norm_in")["arrays"]["std"]["offset"] + 4), np.float32(-1).tobytes()),
+}
+GRAPH_INVALID.update(GRAPH_INVALID_MORE)
+
+@pytest.mark.parametrize("what", list(GRAPH_INVALID))
+def test_graph_invalid_files_rejected(what, tmp_path):
+    """Version-2 rules, each broken alone with valid checksums."""
+    data = _vit_graph(np.random.default_rng(0)).save(tmp_path / "g.xnor").read_bytes()
+    (tmp_path / "bad.xnor").write_bytes(_resigned(data, GRAPH_INVALID[what]))
+    with pytest.raises(PackedFormatError):
+        PackedEngine.load(tmp_path / "bad.xnor")
+    (tmp_path / "ok.xnor").write_bytes(_resigned(data, lambda h, p: None))
+    assert (tmp_path / "ok.xnor").read_bytes() == data
+

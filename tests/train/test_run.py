@@ -112,6 +112,32 @@ def test_kmeans_starts_from_the_runs_seed(tmp_path, tiny_raw, mlflow_uri, monkey
     assert seeds == [0, 2, 5]  # the model's own seed, when set, wins
 
 
+def test_vit_run_exports_a_graph_and_predicts(tmp_path, tiny_raw, mlflow_uri, capsys):
+    out = tmp_path / "models" / "vit"
+    cfg = check_train_config(compose_train(smoke_overrides(
+        tmp_path, tiny_raw, mlflow_uri, "model=vit", "quant=xnor", "model.depth=1",
+        "model.patch_size=7", f"out_dir={out}",
+    )))
+    metrics = run(cfg)
+    spec = importlib.util.spec_from_file_location("export_stage", ROOT / "pipelines/export.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.export({"run": "vit", "seed": None, "check": {"limit": None, "chunk": 40},
+                  "paths": {"models_dir": str(tmp_path / "models"),
+                            "packed_dir": str(tmp_path / "packed")}})
+    check = json.loads((tmp_path / "packed" / "vit.json").read_text())
+    ex = check["exactness"]
+    assert check["format_version"] == 2 and ex["exact"] and ex["n_images"] == 100
+    assert ex["mismatched_predictions"] == len(ex["prediction_mismatches"])
+    assert check["binary_weight_ratio"] > 20  # 64 +-1 weights per uint64 word
+    from xnorlab.cli import main
+
+    assert main(["predict", str(tmp_path / "packed" / "vit.xnor"),
+                 str(tiny_raw / "mnist" / "t10k-images-idx3-ubyte"),
+                 "--labels", str(tiny_raw / "mnist" / "t10k-labels-idx1-ubyte"), "--quiet"]) == 0
+    assert "on 100 images" in capsys.readouterr().err and 0 <= metrics["test_acc"] <= 1
+
+
 def test_time_limit_stops_after_a_whole_epoch_and_still_measures(tmp_path, tiny_raw, mlflow_uri):
     cfg = check_train_config(compose_train(smoke_overrides(
         tmp_path, tiny_raw, mlflow_uri, "model=mlp", "model.hidden=32", "quant=bnn",

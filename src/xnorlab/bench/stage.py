@@ -29,6 +29,7 @@ from xnorlab.bench.timing import benchmark_model, inference_peak_rss, set_thread
 from xnorlab.io import cpu_info
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import export_model
+from xnorlab.packed.graph import GraphEngine
 
 log = logging.getLogger("xnorlab.benchmark")
 
@@ -57,14 +58,19 @@ def bench_one(name: str, model: torch.nn.Module, engine: PackedEngine, images: t
               cfg: DictConfig, extra: dict[str, Any]) -> dict[str, Any]:
     """Timing rows (every engine x threads x batch) and peak RSS of one model."""
     log.info("benchmarking %s", name)
-    reference = None
-    if cfg.reference:
-        reference = PackedEngine(engine.layers, engine.input_shape, backend="numpy")
+    reference = reference_engine(engine) if cfg.reference else None
     rows = benchmark_model(model, engine, images, list(cfg.batches), list(cfg.threads),
                            cfg.repeats, cfg.min_seconds, reference)
     set_threads(1)
     return {**extra, "results": rows,
             **inference_peak_rss(model, engine, images, max(cfg.batches))}
+
+
+def reference_engine(engine: Any) -> Any:
+    """The same model on the NumPy reference backend (a graph's real ops are NumPy anyway)."""
+    if isinstance(engine, GraphEngine):
+        return GraphEngine(engine.nodes, engine.input_shape, engine.output, backend="numpy")
+    return PackedEngine(engine.layers, engine.input_shape, backend="numpy")
 
 
 def layer_tables(name: str, engine: PackedEngine, images: torch.Tensor, cfg: DictConfig,
@@ -141,6 +147,8 @@ def bench_suite_run(run: str, cfg: DictConfig, peak: float
         "float_checkpoint_bytes": float_bytes,
         "size_ratio": float_bytes / packed.stat().st_size,
     })
+    if "binary_weight_ratio" in export_check:  # a graph (ViT): real parts stay float32
+        entry["binary_weight_ratio"] = export_check["binary_weight_ratio"]
     if run in cfg.layer_tables.batches:
         entry["layer_tables"] = layer_tables(run, engine, images, cfg, peak)
     return entry, images

@@ -3,8 +3,10 @@
 Each target comes from ``conf/benchmark.yaml`` (``targets``): a ``kind`` -- ``speedup``
 (packed over float32 torch, images/s, at ``threads`` and ``batch``), ``scaling`` (packed at
 2 threads over 1 thread at ``batch``), ``gemm_fraction`` (the fused hidden-layer GEMM's
-fraction of the peak at ``threads``) or ``size_ratio`` -- the ``model`` it is about and the
-``min`` it must reach. Every value is given for the best and for the median repeats.
+fraction of the peak at ``threads``), ``size_ratio`` or ``binary_weight_ratio`` (float32 over
+packed bytes of the binarized layers' weights, for a graph whose real layers stay float) -- the
+``model`` it is about and the ``min`` it must reach. Every value is given for the best and for
+the median repeats.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def evaluate(report: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, An
         g = report.get("gemm", {}).get(f"threads_{spec['threads']}", {})
         g = g.get("xnor_gemm_threshold", {})
         best, med = g.get("fraction_of_peak"), g.get("fraction_of_peak_median")
-    elif kind == "size_ratio":
-        best = med = entry.get("size_ratio")
+    elif kind in ("size_ratio", "binary_weight_ratio"):
+        best = med = entry.get(kind)
     else:
         raise ValueError(f"unknown target kind {kind!r}")
     floor = spec.get("min")

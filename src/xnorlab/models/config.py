@@ -62,7 +62,7 @@ class CNNConfig:
 
 @dataclass
 class ViTConfig:
-    """Small pre-norm Vision Transformer (not exported; see ``xnorlab.models.vit``)."""
+    """Small pre-norm Vision Transformer (see ``xnorlab.models.vit``)."""
 
     name: str = "vit"
     patch_size: int = 4

@@ -17,9 +17,10 @@ pooling is the token mean: with stochastic binary weights the attention is mostl
 training, and a class token (which only sees the patches through attention) then cannot learn,
 while mean pooling keeps a direct path from patches to the head.
 
-The input is always normalized (``Normalize``), also for binarized quants: the model is not
-exported to the bit engine, and 0..255 pixels would swamp the real residual stream.
-The ViT is an ``nn.Module`` (not an ``nn.Sequential``) and is not exportable.
+The input is always normalized (``Normalize``), also for binarized quants: 0..255 pixels would
+swamp the real residual stream. Binarized (bnn, xnor) ViTs with mean pooling export to the
+packed engine as a format-2 graph (:mod:`xnorlab.packed.export_vit`): the binary linears run as
+XNOR-popcount GEMMs, everything listed above as real stays float32.
 """
 
 from __future__ import annotations

@@ -88,6 +88,40 @@ class Backend(Protocol):
         ...
 
 
+    # -- format 2 (graph) operations -------------------------------------------------------
+
+    def sign_pack(self, x: np.ndarray) -> np.ndarray:
+        """Packed bits ``x >= 0`` of float32 rows (M, K)."""
+        ...
+
+    def xnor_affine(
+        self, a: np.ndarray, wt: np.ndarray, k: int, scale: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
+        """``float32(k - 2 popcount(a[i] ^ w[j])) * scale[j] + bias[j]`` (weights ``wt``
+        word-major, (W, N)): float32 (M, N)."""
+        ...
+
+    def xnor_band(
+        self, a: np.ndarray, wt: np.ndarray, k: int, thresh: np.ndarray, thresh_low: np.ndarray
+    ) -> np.ndarray:
+        """Packed bits ``y >= thresh or y <= thresh_low`` of the XNOR GEMM (``wt`` word-major)."""
+        ...
+
+    def band_pack(self, y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray) -> np.ndarray:
+        """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
+        ...
+
+    def layer_norm(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
+    ) -> np.ndarray:
+        """LayerNorm over the last axis of float32 (M, D) rows."""
+        ...
+
+    def attention(self, x: np.ndarray, heads: int) -> np.ndarray:
+        """Softmax attention of float32 (N, T, 3 D) packed q, k, v: (N, T, D)."""
+        ...
+
+
 #: The operation names of :class:`Backend` (what a backend module must define).
 OPS: tuple[str, ...] = tuple(
     n for n in Backend.__dict__ if not n.startswith("_") and callable(Backend.__dict__[n])

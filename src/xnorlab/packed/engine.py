@@ -19,7 +19,7 @@ import numpy as np
 from . import reference
 from .backend import OPS, Backend
 from .centroids import NearestCentroid
-from .format import PackedFormatError, load_packed, save_packed
+from .format import PackedFormatError, PackedGraph, load_file, save_packed
 from .layers import (
     Act,
     Conv2d,
@@ -37,9 +37,11 @@ def get_backend(name: str, threads: int | None = None) -> Backend:
     """The kernel set of a backend (a :class:`~.backend.Backend`): ``"numba"`` (fast path) or
     ``"numpy"`` (reference)."""
     if name == "numba":
-        from . import kernels as mod
+        from . import graph_kernels, kernels
+
+        mods: tuple[Any, ...] = (kernels, graph_kernels)  # the graph ops in a module of their own
     elif name == "numpy":
-        mod = reference
+        mods = (reference,)
     else:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
@@ -48,7 +50,10 @@ def get_backend(name: str, threads: int | None = None) -> Backend:
             return lambda *a, **k: fn(*a, threads=threads, **k)
         return fn
 
-    return types.SimpleNamespace(name=name, **{op: bind(getattr(mod, op)) for op in OPS})  # type: ignore[return-value]
+    def find(op: str):
+        return next(getattr(m, op) for m in mods if hasattr(m, op))
+
+    return types.SimpleNamespace(name=name, **{op: bind(find(op)) for op in OPS})  # type: ignore[return-value]
 
 
 class PackedEngine:
@@ -86,9 +91,16 @@ class PackedEngine:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> PackedEngine:
-        """Load a ``.xnor`` file (raises :class:`PackedFormatError` on a bad file)."""
-        pm = load_packed(path)
+    def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Load a ``.xnor`` file (raises :class:`PackedFormatError` on a bad file): a
+        :class:`PackedEngine` for a version-1 file, a :class:`~.graph.GraphEngine` (the same
+        running interface) for a version-2 graph."""
+        pm = load_file(path)
+        if isinstance(pm, PackedGraph):
+            from .graph import GraphEngine
+
+            return GraphEngine(pm.nodes, pm.input_shape, pm.output, metadata=pm.metadata,
+                               **kwargs)
         try:
             return cls(pm.layers, pm.input_shape, metadata=pm.metadata, **kwargs)
         except ValueError as e:

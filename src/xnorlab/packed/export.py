@@ -479,7 +479,7 @@ def export_to_file(
     JSON-able) is stored under ``metadata["config"]``."""
     meta = dict(metadata or {})
     if config is not None:
-        meta["config"] = _jsonable(config)
+        meta["config"] = jsonable(config)
     eng = export_model(model, input_shape, metadata=meta, verify=verify, backend="numpy")
     return eng.save(path)
 
@@ -498,7 +498,8 @@ def default_metadata() -> dict[str, Any]:
     }
 
 
-def _jsonable(cfg: Any) -> Any:
+def jsonable(cfg: Any) -> Any:
+    """A run config (OmegaConf, dataclass, dict) as plain JSON data for the file header."""
     try:
         from omegaconf import DictConfig, ListConfig, OmegaConf
 

@@ -20,9 +20,23 @@ from typing import NamedTuple
 import numpy as np
 
 from .bits import n_words, pack_bits, unpack_bits, valid_mask
+from .graph_reference import (
+    attention,
+    band_pack,
+    layer_norm,
+    sign_pack,
+    xnor_affine,
+    xnor_band,
+)
 
 __all__ = [
     "TAPS_PER_PASS",
+    "attention",
+    "band_pack",
+    "layer_norm",
+    "sign_pack",
+    "xnor_affine",
+    "xnor_band",
     "ConvTaps",
     "binary_conv2d",
     "bitplane_gemm",

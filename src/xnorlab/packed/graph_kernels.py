@@ -1,0 +1,180 @@
+"""numba fast path of the format-2 (graph) operations (NumPy reference:
+:mod:`.graph_reference`). Sign packing and the band threshold are exact; LayerNorm is a float32
+loop (``fastmath`` off, so no fused multiply-add) whose sums run in another order than the
+reference's, so its outputs agree with it up to float rounding; attention is the reference's."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import graph_reference
+from .kernels import _with_threads, popcount64
+
+__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine", "xnor_band"]
+
+F32 = np.float32
+
+
+@njit(parallel=True, cache=True)
+def _sign_pack_nb(x, out):  # pragma: no cover - compiled
+    m, k = x.shape
+    for i in prange(m):
+        for w in range(out.shape[1]):
+            base = w * 64
+            word = np.uint64(0)
+            for b in range(min(64, k - base)):
+                word |= np.uint64(x[i, base + b] >= 0) << np.uint64(b)
+            out[i, w] = word
+
+
+@njit(parallel=True, cache=True)
+def _band_pack_nb(y, t, low, out):  # pragma: no cover - compiled
+    m, n = y.shape
+    for i in prange(m):
+        for w in range(out.shape[1]):
+            base = w * 64
+            word = np.uint64(0)
+            for b in range(min(64, n - base)):
+                v = y[i, base + b]
+                word |= np.uint64((v >= t[base + b]) | (v <= low[base + b])) << np.uint64(b)
+            out[i, w] = word
+
+
+#: Rows per LayerNorm task: the row sums run across the rows of a block (independent chains,
+#: so the loop is not bound by the latency of one sequential float sum).
+LN_BLOCK = 16
+
+
+#: Rows per LayerNorm task (its scratch buffers are allocated once per task).
+LN_ROWS = 64
+
+
+@njit(cache=True)
+def _lane_sum(v, lanes):  # pragma: no cover - compiled
+    # 8 interleaved partial sums (independent chains: one SIMD add per 8 values), then
+    # combined in lane order
+    d = v.shape[0]
+    lanes[:] = 0.0
+    for j in range(0, d - d % 8, 8):
+        for q in range(8):
+            lanes[q] += v[j + q]
+    for j in range(d - d % 8, d):
+        lanes[j % 8] += v[j]
+    s = np.float32(0.0)
+    for q in range(8):
+        s += lanes[q]
+    return s
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
+    m, d = x.shape
+    nd = np.float32(d)
+    for blk in prange((m + LN_ROWS - 1) // LN_ROWS):
+        lanes = np.empty(8, np.float32)
+        c = np.empty(d, np.float32)
+        sq = np.empty(d, np.float32)
+        for i in range(blk * LN_ROWS, min(m, (blk + 1) * LN_ROWS)):
+            mu = _lane_sum(x[i], lanes) / nd
+            for j in range(d):
+                c[j] = x[i, j] - mu
+                sq[j] = c[j] * c[j]
+            rstd = np.float32(1.0) / np.sqrt(_lane_sum(sq, lanes) / nd + eps)
+            for j in range(d):
+                out[i, j] = c[j] * rstd * weight[j] + bias[j]
+
+
+@njit(parallel=True, cache=True)
+def _xnor_affine_nb(a, wt, k, scale, bias, out):  # pragma: no cover - compiled
+    # the inner loops run over output columns (weights stored word-major, (W, N)), so they
+    # vectorise (vpopcntq on AVX-512 VPOPCNTDQ) even for one word per row; the affine keeps
+    # the two roundings (fastmath off: no fused multiply-add)
+    m, nw = a.shape
+    n = wt.shape[1]
+    for i in prange(m):
+        acc = np.zeros(n, np.int64)
+        for q in range(nw):
+            aq = a[i, q]
+            for j in range(n):
+                acc[j] += popcount64(aq ^ wt[q, j])
+        for j in range(n):
+            out[i, j] = np.float32(k - 2 * acc[j]) * scale[j] + bias[j]
+
+
+@njit(parallel=True, cache=True)
+def _xnor_band_nb(a, wt, k, t, low, out):  # pragma: no cover - compiled
+    m, nw = a.shape
+    n = wt.shape[1]
+    for i in prange(m):
+        acc = np.zeros(n, np.int64)
+        for q in range(nw):
+            aq = a[i, q]
+            for j in range(n):
+                acc[j] += popcount64(aq ^ wt[q, j])
+        for w in range(out.shape[1]):
+            word = np.uint64(0)
+            for b in range(min(64, n - 64 * w)):
+                j = 64 * w + b
+                y = k - 2 * acc[j]
+                word |= np.uint64((y >= t[j]) | (y <= low[j])) << np.uint64(b)
+            out[i, w] = word
+
+
+def xnor_band(a: np.ndarray, wt: np.ndarray, k: int, thresh: np.ndarray,
+              thresh_low: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Packed bits ``y >= thresh or y <= thresh_low`` of ``y = k - 2 popcount(a[i] ^ w[j])``
+    (weights word-major ``wt`` (W, N)): uint64 (M, n_words(N))."""
+    a = np.ascontiguousarray(a, dtype=np.uint64)
+    out = np.empty((a.shape[0], (wt.shape[1] + 63) // 64), np.uint64)
+    with _with_threads(threads):
+        _xnor_band_nb(a, wt, np.int64(k), thresh, thresh_low, out)
+    return out
+
+
+def sign_pack(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Packed bits ``x >= 0`` of float32 rows (M, K): uint64 (M, n_words(K))."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty((x.shape[0], (x.shape[1] + 63) // 64), np.uint64)
+    with _with_threads(threads):
+        _sign_pack_nb(x, out)
+    return out
+
+
+def band_pack(y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray, *,
+              threads: int | None = None) -> np.ndarray:
+    """Packed bits ``y >= thresh or y <= thresh_low`` per column of int32 (M, N) ``y``."""
+    y = np.ascontiguousarray(y, dtype=np.int32)
+    out = np.empty((y.shape[0], (y.shape[1] + 63) // 64), np.uint64)
+    with _with_threads(threads):
+        _band_pack_nb(y, np.ascontiguousarray(thresh, dtype=np.int32),
+                      np.ascontiguousarray(thresh_low, dtype=np.int32), out)
+    return out
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,
+               threads: int | None = None) -> np.ndarray:
+    """LayerNorm over the last axis of float32 (M, D) rows."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty_like(x)
+    with _with_threads(threads):
+        _layer_norm_nb(x, weight, bias, F32(eps), out)
+    return out
+
+
+def attention(x: np.ndarray, heads: int, *, threads: int | None = None) -> np.ndarray:
+    """Softmax attention: the reference's (two batched GEMMs on torch's CPU GEMM, NumPy's
+    SIMD ``exp``), which beat a numba loop here (numba's scalar ``expf`` alone was 16x
+    NumPy's vectorised ``exp``)."""
+    return graph_reference.attention(x, heads)
+
+
+def xnor_affine(a: np.ndarray, wt: np.ndarray, k: int, scale: np.ndarray, bias: np.ndarray, *,
+                threads: int | None = None) -> np.ndarray:
+    """``float32(k - 2 popcount(a[i] ^ w[j])) * scale[j] + bias[j]``: float32 (M, N), from
+    packed rows ``a`` (M, W) and the weights word-major ``wt`` (W, N)."""
+    a = np.ascontiguousarray(a, dtype=np.uint64)
+    out = np.empty((a.shape[0], wt.shape[1]), F32)
+    with _with_threads(threads):
+        _xnor_affine_nb(a, wt, np.int64(k), scale, bias, out)
+    return out

@@ -1,0 +1,55 @@
+"""numba graph ops against the NumPy reference: exact for bits, float rounding for LayerNorm."""
+
+import numpy as np
+
+from xnorlab.packed import graph_kernels, graph_reference
+from xnorlab.packed.layers import THRESH_MAX, THRESH_MIN
+
+
+def test_sign_pack_and_band_pack_are_exact():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(37, 130)).astype(np.float32)
+    x[0, :5] = [0.0, -0.0, 1e-45, -1e-45, -1.0]  # sign(0) = sign(-0.0) = +1
+    assert np.array_equal(graph_kernels.sign_pack(x, threads=1), graph_reference.sign_pack(x))
+    assert graph_kernels.sign_pack(x)[0, 0] & 0b11111 == 0b00111
+    y = rng.integers(-70, 71, size=(29, 70)).astype(np.int32)
+    t = rng.integers(-80, 80, size=70).astype(np.int32)
+    low = rng.integers(-80, 0, size=70).astype(np.int32)
+    t[:3], low[:3] = [THRESH_MAX, THRESH_MIN, THRESH_MAX], [THRESH_MIN, THRESH_MIN, 5]
+    got = graph_kernels.band_pack(y, t, low, threads=1)
+    assert np.array_equal(got, graph_reference.band_pack(y, t, low))
+    assert np.all(got[:, 1] >> np.uint64(6) == 0)  # bits above the 6 used in the last word: 0
+    assert np.all(got[:, 0] & 1 == 0) and np.all(got[:, 0] & 2 == 2)  # never / always
+
+
+def test_layer_norm_agrees_up_to_rounding():
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(53, 40)) * 3 + 1).astype(np.float32)
+    w, b = rng.normal(size=(2, 40)).astype(np.float32)
+    got = graph_kernels.layer_norm(x, w, b, 1e-5, threads=1)
+    want = graph_reference.layer_norm(x, w, b, 1e-5)
+    assert got.dtype == np.float32 and np.allclose(got, want, rtol=1e-5, atol=1e-5)
+    xd = x.astype(np.float64)
+    exact = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * w + b
+    assert np.abs(got - exact).max() < 1e-4
+
+
+def test_fused_xnor_affine_and_band_are_exact():
+    """Integer y, then float32(y) * scale + bias with two roundings, on both backends."""
+    from xnorlab.packed import reference
+    from xnorlab.packed.bits import pack_signs
+
+    rng = np.random.default_rng(2)
+    for k in (5, 64, 150):
+        a = pack_signs(rng.normal(size=(33, k)))
+        w = pack_signs(rng.normal(size=(70, k)))
+        scale, bias = rng.normal(size=(2, 70)).astype(np.float32)
+        want = reference.xnor_gemm(a, w, k).astype(np.float32) * scale + bias
+        wt = np.ascontiguousarray(w.T)
+        assert np.array_equal(graph_kernels.xnor_affine(a, wt, k, scale, bias, threads=1), want)
+        assert np.array_equal(graph_reference.xnor_affine(a, wt, k, scale, bias), want)
+        t = rng.integers(-k, k + 1, 70).astype(np.int32)
+        low = rng.integers(-k - 1, 0, 70).astype(np.int32)
+        bits = graph_reference.band_pack(reference.xnor_gemm(a, w, k), t, low)
+        assert np.array_equal(graph_kernels.xnor_band(a, wt, k, t, low, threads=1), bits)
+        assert np.array_equal(graph_reference.xnor_band(a, wt, k, t, low), bits)
