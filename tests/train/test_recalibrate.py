@@ -36,8 +36,8 @@ def test_statistics_are_those_of_the_eval_network():
     assert torch.allclose(model[1].running_var, expect_var, rtol=0.1)
 
 
-def test_only_networks_that_sample_in_training_need_it():
+def test_every_network_with_batchnorm_gets_it():
     assert needs_recalibration(net("stoch_sign"))
-    assert not needs_recalibration(net("ste_sign"))
+    assert needs_recalibration(net("ste_sign"))  # deterministic weights flip faster than BN follows
     assert not needs_recalibration(nn.Sequential(BinaryConv2d(1, 4, 3,
                                                               kernel_quantizer="stoch_sign")))

@@ -108,8 +108,8 @@ class Classifier(pl.LightningModule):
             clip_latent_weights(self.model)
 
     def on_validation_model_eval(self) -> None:
-        # Stochastic binarization: BatchNorm statistics for the deterministic eval network
-        # (train/recalibrate.py), so val_acc, the best checkpoint and the export all see it.
+        # BatchNorm statistics of the eval-mode network (train/recalibrate.py), so val_acc,
+        # the best checkpoint and the export all see them.
         batches = self.cfg["optim"]["bn_recalibration_batches"]
         dm = getattr(self.trainer, "datamodule", None)
         if self.recalibrate and batches and dm is not None and "train" in dm.splits:
