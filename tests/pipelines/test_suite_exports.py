@@ -1,4 +1,4 @@
-"""The default suite packs every binarized run it trains (issue 12: every binarized model exports)."""
+"""The default suite packs every binarized run it trains (every binarized model exports)."""
 
 from __future__ import annotations
 
