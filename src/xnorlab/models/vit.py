@@ -18,10 +18,9 @@ training, and a class token (which only sees the patches through attention) then
 while mean pooling keeps a direct path from patches to the head.
 
 The input is always normalized (``Normalize``), also for binarized quants: 0..255 pixels would
-swamp the real residual stream. Binarized (bnn, xnor, bc_det, bc_stoch) ViTs with mean pooling
-export to the packed engine as a format-2 graph (:mod:`xnorlab.packed.export_vit`): the binary
-linears run as XNOR-popcount GEMMs (BinaryConnect: float32 GEMMs with the packed weights
-unpacked to +-1), everything listed above as real stays float32.
+swamp the real residual stream. Binarized (bnn, xnor) ViTs with mean pooling export to the
+packed engine as a format-2 graph (:mod:`xnorlab.packed.export_vit`): the binary linears run as
+XNOR-popcount GEMMs, everything listed above as real stays float32.
 """
 
 from __future__ import annotations
