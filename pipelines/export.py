@@ -112,8 +112,9 @@ def _test_images(run_cfg: dict, check: dict):
 
 def export_vit_run(c: dict, module: Classifier, ckpt: Path) -> None:
     """Binarized ViT: a version-2 graph. Fails unless every binary layer is exact given
-    torch's input bits; end-to-end prediction differences (float rounding of the real ops)
-    are listed with their margins in the report."""
+    torch's input bits (a BinaryConnect layer: within the stated float tolerance given torch's
+    input); end-to-end prediction differences (float rounding of the real ops) are listed with
+    their margins in the report."""
     run, paths, check = c["run"], c["paths"], c["check"]
     run_cfg = module.cfg
     shape = tuple(run_cfg["dataset"]["shape"])
@@ -145,7 +146,9 @@ def export_vit_run(c: dict, module: Classifier, ckpt: Path) -> None:
         sys.exit(f"error: packed ViT disagrees with torch on {run} given the same input bits: "
                  f"{result.mismatched_preactivations} pre-activations, "
                  f"{result.mismatched_affine_outputs} affine outputs, "
-                 f"{result.mismatched_folded_bits} folded GELU bits")
+                 f"{result.mismatched_folded_bits} folded GELU bits, "
+                 f"{result.real_outputs_outside_tolerance} BinaryConnect outputs outside the "
+                 "float tolerance")
 
 
 def export_kmeans_run(c: dict, ckpt: Path) -> None:

@@ -1,4 +1,5 @@
-"""The binarized ViT as a version-2 graph: exact binary layers, torch's predictions."""
+"""The binarized ViT as a version-2 graph: exact binary layers (BinaryConnect: within a stated
+float tolerance), torch's predictions."""
 
 import numpy as np
 import pytest
@@ -106,12 +107,52 @@ def test_band_thresholds_forms():
     assert band_thresholds(((y >= -1) & (y <= 1)), -4) is None  # a middle band is not one
 
 
-@pytest.mark.parametrize("what", ["cls", "bc_det"])
-def test_unsupported_vits_raise(what):
-    model = (build_model({**VIT, "pool": "cls"}, "bnn", input_shape=SHAPE) if what == "cls"
-             else build_model(VIT, "bc_det", input_shape=SHAPE))
+def test_class_token_vit_raises():
     with pytest.raises(ExportError):
-        export_vit(model, SHAPE)
+        export_vit(build_model({**VIT, "pool": "cls"}, "bnn", input_shape=SHAPE), SHAPE)
+
+
+@pytest.fixture(scope="module", params=["bc_det", "bc_stoch"])
+def bc_vit(request, tmp_path_factory):
+    model = _trained(request.param)
+    path = tmp_path_factory.mktemp("bc_vit") / "vit.xnor"
+    export_vit(model, SHAPE, backend="numpy").save(path)
+    return model, path
+
+
+def test_binaryconnect_vit_within_tolerance_and_predictions_listed(bc_vit):
+    model, path = bc_vit
+    engine = PackedEngine.load(path, backend="numba", threads=1)
+    assert [n.op for n in engine.binary_nodes] == ["bc_linear"] * 8
+    x, _ = _data(200, 2)
+    r = compare_vit(model, engine, x, chunk=64)
+    assert r.exact, r.as_dict()
+    # no integers, no signs: every bc_linear output checked against torch's, given its input
+    assert r.preactivation_values == r.folded_bits == r.input_bits == 0
+    assert r.real_output_values == 200 * 9 * (3 * 40 + 40 + 80 + 40) * 2
+    assert 0 < r.max_real_preactivation_error < 1e-4  # a float32 sum vs a float64 one
+    assert r.max_real_output_error < 1e-5 and r.scores_outside_tolerance == 0
+    assert r.mismatched_predictions == len(r.prediction_mismatches) == 0, r.prediction_mismatches
+    ref = PackedEngine.load(path, backend="numpy")
+    u8 = torch.round(x * 255).to(torch.uint8).numpy()
+    assert np.array_equal(ref.predict(u8), engine.predict(u8))
+    assert ref.save(path.with_name("again.xnor")).read_bytes() == path.read_bytes()
+
+
+def test_a_wrong_binaryconnect_weight_bit_is_caught(bc_vit):
+    model, path = bc_vit
+    engine = PackedEngine.load(path, backend="numpy")
+    engine.binary_nodes[3].weight[0, 0] ^= np.uint64(1)  # one +-1 weight of mlp.3 flipped
+    r = compare_vit(model, engine, _data(20, 4)[0])
+    assert not r.exact and r.real_outputs_outside_tolerance > 0
+
+
+def test_binaryconnect_weights_pack_32x():
+    model = build_model({**VIT, "dim": 64, "depth": 1}, "bc_det", input_shape=SHAPE)
+    engine = export_vit(model, SHAPE, backend="numpy")
+    float_bytes = sum(4 * model.get_submodule(n.name).weight.numel()
+                      for n in engine.binary_nodes)
+    assert float_bytes == 32 * engine.binary_weight_bytes()  # dim 64, MLP 128: no padding
 
 
 def test_cli_predicts_with_a_graph(vit, tmp_path, capsys):

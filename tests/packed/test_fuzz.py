@@ -30,6 +30,7 @@ from xnorlab.packed.layers import (
 )
 from xnorlab.packed.nodes import (
     Attention,
+    BCLinear,
     BinaryLinear,
     LayerNorm,
     Linear,
@@ -93,7 +94,8 @@ def _kmeans_model(rng):
 
 
 def _vit_graph(rng):
-    """A version-2 graph: one pre-norm block with every node type (dim 4, 2 heads)."""
+    """A version-2 graph: one pre-norm block with every node type (dim 4, 2 heads), then a
+    BinaryConnect MLP."""
     def f(*shape):
         return rng.normal(size=shape).astype(np.float32)
 
@@ -114,7 +116,12 @@ def _vit_graph(rng):
         BinaryLinear("mlp1", ("mlp0",), in_features=8, real_input=False, weight=signs(4, 8),
                      scale=f(4), bias=f(4)),
         Residual("res2", ("res1", "mlp1"), gamma=f(4)),
-        LayerNorm("ln2", ("res2",), weight=f(4), bias=f(4)),
+        # a BinaryConnect MLP (real activations, GELU between)
+        BCLinear("bc0", ("res2",), in_features=4, gelu=True, weight=signs(8, 4), scale=f(8),
+                 bias=f(8)),
+        BCLinear("bc1", ("bc0",), in_features=8, weight=signs(4, 8), scale=f(4), bias=f(4)),
+        Residual("res3", ("res2", "bc1"), gamma=f(4)),
+        LayerNorm("ln2", ("res3",), weight=f(4), bias=f(4)),
         MeanTokens("pool", ("ln2",)),
         Linear("head", ("pool",), weight=f(3, 4), bias=f(3)),
     ]
@@ -332,6 +339,11 @@ GRAPH_INVALID = {
         _node(h, "qkv")["arrays"]["weight"]["offset"] + 7, 0x80),
     "bits into a real input": lambda h, p: _node(h, "proj").__setitem__("inputs", ["mlp0"]),
     "version 1 body": lambda h, p: h.__setitem__("layers", h.pop("nodes")),
+    "bc_linear padding bits": lambda h, p: p.__setitem__(
+        _node(h, "bc0")["arrays"]["weight"]["offset"] + 7, 0x80),
+    "bits into bc_linear": lambda h, p: _node(h, "bc0").__setitem__("inputs", ["mlp0"]),
+    "bc_linear output": lambda h, p: _node(h, "bc0")["params"].__setitem__("output", "bits"),
+    "bc_linear width": lambda h, p: _node(h, "bc1")["params"].__setitem__("in_features", 4),
 }
 
 

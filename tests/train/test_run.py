@@ -112,10 +112,11 @@ def test_kmeans_starts_from_the_runs_seed(tmp_path, tiny_raw, mlflow_uri, monkey
     assert seeds == [0, 2, 5]  # the model's own seed, when set, wins
 
 
-def test_vit_run_exports_a_graph_and_predicts(tmp_path, tiny_raw, mlflow_uri, capsys):
+@pytest.mark.parametrize("quant", ["xnor", "bc_stoch"])
+def test_vit_run_exports_a_graph_and_predicts(quant, tmp_path, tiny_raw, mlflow_uri, capsys):
     out = tmp_path / "models" / "vit"
     cfg = check_train_config(compose_train(smoke_overrides(
-        tmp_path, tiny_raw, mlflow_uri, "model=vit", "quant=xnor", "model.depth=1",
+        tmp_path, tiny_raw, mlflow_uri, "model=vit", f"quant={quant}", "model.depth=1",
         "model.patch_size=7", f"out_dir={out}",
     )))
     metrics = run(cfg)
@@ -129,6 +130,9 @@ def test_vit_run_exports_a_graph_and_predicts(tmp_path, tiny_raw, mlflow_uri, ca
     ex = check["exactness"]
     assert check["format_version"] == 2 and ex["exact"] and ex["n_images"] == 100
     assert ex["mismatched_predictions"] == len(ex["prediction_mismatches"])
+    # BinaryConnect: real activations, every bc_linear output checked within the tolerance
+    assert (ex["real_output_values"] > 0) == quant.startswith("bc")
+    assert ex["real_outputs_outside_tolerance"] == 0
     assert check["binary_weight_ratio"] > 20  # 64 +-1 weights per uint64 word
     from xnorlab.cli import main
 

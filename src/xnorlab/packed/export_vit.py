@@ -1,4 +1,5 @@
-"""Export a binarized :class:`~xnorlab.models.vit.ViT` (bnn, xnor) to a version-2 graph.
+"""Export a binarized :class:`~xnorlab.models.vit.ViT` (bnn, xnor, bc_det, bc_stoch) to a
+version-2 graph.
 
 Per block (pre-norm)::
 
@@ -16,6 +17,10 @@ The first MLP linear's output is only ever seen through ``sign(GELU(.))`` (the s
 linear's input quantizer), a function of its integer ``y`` per channel: the exporter evaluates
 torch's own ops on every ``y`` in ``[-K, K]`` and stores it as ``y >= thresh or y <= thresh_low``
 (GELU underflows to -0.0 for inputs below about -5.5, whose sign is +1, hence the low band).
+
+A BinaryConnect ViT (no input quantizer: real activations) has the same graph with every
+``binary_linear`` a ``bc_linear`` (``F.linear(x, sign(W)) * s + bias`` as a float32 GEMM with
+the +-1 weights), the first MLP linear's output being ``gelu`` (real) instead of bits.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from .export import ExportError, _check_sign_input, _kernel_signs_and_alpha, def
 from .graph import GraphEngine
 from .nodes import (
     Attention,
+    BCLinear,
     BinaryLinear,
     LayerNorm,
     Linear,
@@ -61,9 +67,15 @@ def _layernorm(name: str, src: str, ln: nn.LayerNorm) -> LayerNorm:
     return LayerNorm(name, (src,), eps=float(ln.eps), weight=_f32(ln.weight), bias=_f32(ln.bias))
 
 
-def _binary_parts(layer: nn.Module, name: str) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """(packed +-1 weight, per-output float32 scale, torch's python out_scale or None)."""
-    _check_sign_input(layer, name)
+def _is_bc(layer: nn.Module) -> bool:
+    """BinaryConnect: a binary kernel on real (unquantized) input."""
+    return layer.input_quantizer is None
+
+
+def _binary_parts(layer: nn.Module, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(packed +-1 weight, per-output float32 scale: XNOR's alpha or torch's out_scale)."""
+    if not _is_bc(layer):
+        _check_sign_input(layer, name)
     if layer.activation_scale:
         raise ExportError(f"{name}: activation_scale (XNOR beta) is not exported for the ViT")
     bits, alpha = _kernel_signs_and_alpha(layer)
@@ -73,11 +85,16 @@ def _binary_parts(layer: nn.Module, name: str) -> tuple[np.ndarray, np.ndarray, 
     n = bits.shape[0]
     scale = alpha.numpy().astype(np.float32) if alpha is not None else np.full(
         n, np.float32(out_scale))
-    return pack_bits(bits.numpy()), scale, (out_scale if alpha is None else None)
+    return pack_bits(bits.numpy()), scale
 
 
-def _real_linear(name: str, src: str, layer: nn.Module) -> BinaryLinear:
-    weight, scale, _ = _binary_parts(layer, name)
+def _real_linear(name: str, src: str, layer: nn.Module,
+                 gelu: bool = False) -> BinaryLinear | BCLinear:
+    """A linear with real output: ``bc_linear`` on real input, else ``binary_linear``."""
+    weight, scale = _binary_parts(layer, name)
+    if _is_bc(layer):
+        return BCLinear(name, (src,), in_features=layer.in_features, gelu=gelu, weight=weight,
+                        scale=scale, bias=_f32(layer.bias))
     return BinaryLinear(name, (src,), in_features=layer.in_features, weight=weight, scale=scale,
                         bias=_f32(layer.bias))
 
@@ -98,7 +115,12 @@ def _mlp_nodes(prefix: str, src: str, mlp: nn.Sequential) -> list[Node]:
     lin1, act, lin2 = mlp[0], mlp[1], mlp[3]
     if not isinstance(act, nn.GELU) or act.approximate != "none":
         raise ExportError(f"{prefix}: the MLP activation must be the exact (erf) GELU")
-    weight, _, _ = _binary_parts(lin1, f"{prefix}.0")
+    if _is_bc(lin1) != _is_bc(lin2):
+        raise ExportError(f"{prefix}: one MLP linear has real input, the other binary")
+    if _is_bc(lin1):  # real GELU between two BinaryConnect linears
+        first = _real_linear(f"{prefix}.0", src, lin1, gelu=True)
+        return [first, _real_linear(f"{prefix}.3", first.name, lin2)]
+    weight, _ = _binary_parts(lin1, f"{prefix}.0")
     q2 = _check_sign_input(lin2, f"{prefix}.3")
     table = gelu_sign_table(lin1, act, q2)
     band = band_thresholds(table, -lin1.in_features)
@@ -106,7 +128,7 @@ def _mlp_nodes(prefix: str, src: str, mlp: nn.Sequential) -> list[Node]:
         raise ExportError(f"{prefix}.0: sign(GELU(.)) is not a band of the pre-activation")
     first = BinaryLinear(f"{prefix}.0", (src,), in_features=lin1.in_features, weight=weight,
                          thresh=band[0], thresh_low=band[1])
-    w2, s2, _ = _binary_parts(lin2, f"{prefix}.3")
+    w2, s2 = _binary_parts(lin2, f"{prefix}.3")
     second = BinaryLinear(f"{prefix}.3", (first.name,), in_features=lin2.in_features,
                           real_input=False, weight=w2, scale=s2, bias=_f32(lin2.bias))
     return [first, second]

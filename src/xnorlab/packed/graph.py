@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .format import PackedGraph, graph_shapes, load_file, save_graph
-from .nodes import BinaryLinear, Node
+from .nodes import BCLinear, BinaryLinear, Node
 
 __all__ = ["GraphEngine"]
 
@@ -69,8 +69,9 @@ class GraphEngine:
         return int(self.shapes[self.output].dims[0])
 
     @property
-    def binary_nodes(self) -> list[BinaryLinear]:
-        return [n for n in self.nodes if isinstance(n, BinaryLinear)]
+    def binary_nodes(self) -> list[BinaryLinear | BCLinear]:
+        """The nodes with packed 1-bit weights (``binary_linear`` and ``bc_linear``)."""
+        return [n for n in self.nodes if isinstance(n, BinaryLinear | BCLinear)]
 
     def model_bytes(self) -> int:
         """Bytes of all arrays."""
@@ -114,7 +115,8 @@ class GraphEngine:
         return np.argmax(self.scores(x), axis=1).astype(np.int64)
 
     def forward_int(self, x: np.ndarray) -> list[np.ndarray]:
-        """int32 pre-activations (N, T, out) of every ``binary_linear`` node, in node order."""
+        """Pre-activations ``y`` (N, T, out) of every binary-weight node, in node order: int32
+        for ``binary_linear``, float32 for ``bc_linear`` (BinaryConnect: real input)."""
         x = self._check_input(x)
         parts = []
         for sl in self._chunks(x.shape[0]):

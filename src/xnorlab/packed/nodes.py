@@ -10,8 +10,9 @@ Activations between nodes (``N`` = batch; see ``docs/packed_format.md``, *Format
 * ``scores``     float32 (N, classes): only the graph's output.
 
 :class:`BinaryLinear` is the one binary op: an XNOR-popcount GEMM giving exact int32
-pre-activations ``y``; everything else is float32 NumPy, each operation rounded to float32 in
-the order written in the spec (no fused multiply-add).
+pre-activations ``y``. :class:`BCLinear` (BinaryConnect) has the same packed 1-bit weights but
+real input: a float32 GEMM with the weights unpacked to +-1. Everything else is float32 NumPy,
+each operation rounded to float32 in the order written in the spec (no fused multiply-add).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .bits import n_words
+from .bits import n_words, unpack_signs
 from .graph_reference import _matmul
 from .layers import THRESH_MAX, THRESH_MIN, _check_padding_bits
+from .real_layers import _sgemm
 
 __all__ = [
     "NODE_TYPES",
     "Attention",
+    "BCLinear",
     "BinaryLinear",
     "LayerNorm",
     "Linear",
@@ -340,6 +343,88 @@ class BinaryLinear(Node):
 
 
 @dataclass(eq=False)
+class BCLinear(Node):
+    """BinaryConnect linear: real tokens (N, T, K) times +-1 weights (real activations, so no
+    XNOR): ``y = x . w[j]``, a float32 GEMM with the packed weights unpacked to +-1 float32
+    once (as :class:`~.real_layers.RealDense`), then ``y * scale[j]``, then ``+ bias[j]``;
+    output ``"gelu"`` applies the exact (erf) GELU to that (the ViT's first MLP linear)."""
+
+    op: ClassVar[str] = "bc_linear"
+    array_dtypes: ClassVar[dict[str, str]] = {"weight": "<u8", "scale": "<f4", "bias": "<f4"}
+    in_features: int = 1
+    gelu: bool = False
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.uint64))
+    scale: np.ndarray = field(default_factory=lambda: np.zeros(0, F32))
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(0, F32))
+
+    def __post_init__(self) -> None:
+        self.in_features = _int(self.in_features, "bc_linear in_features")
+        self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
+        if self.weight.ndim != 2 or self.weight.shape[1] != n_words(self.in_features):
+            raise ValueError("bc_linear: weight must be (out_features, n_words(in_features))")
+        _check_padding_bits(self.weight, 1, self.in_features, "bc_linear")
+        self.scale = _f32(self.scale, (self.out_features,), "bc_linear scale")
+        self.bias = _f32(self.bias, (self.out_features,), "bc_linear bias")
+        self._pm1: np.ndarray | None = None
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def params(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "output": "gelu" if self.gelu else "real"}
+
+    @classmethod
+    def from_spec(cls, name, inputs, params, arrays):
+        if set(params) != {"in_features", "out_features", "output"} or set(arrays) != set(
+                cls.array_dtypes):
+            raise ValueError("bc_linear needs params in_features, out_features, output and "
+                             "arrays weight, scale, bias")
+        if params["output"] not in ("real", "gelu"):
+            raise ValueError(f"bad output {params['output']!r}")
+        node = cls(name, inputs, in_features=params["in_features"],
+                   gelu=params["output"] == "gelu", **arrays)
+        if params["out_features"] != node.out_features:
+            raise ValueError("out_features does not match the weight")
+        return node
+
+    def out_shape(self, ins: list[TShape]) -> TShape:
+        _need(ins[0], "tokens", "bc_linear", self.in_features)
+        return TShape("tokens", (*ins[0].dims[:-1], self.out_features))
+
+    @property
+    def pm1(self) -> np.ndarray:
+        """The weights as +-1 float32 (in_features, out_features), built on first use (the
+        weights must not be modified in place after that)."""
+        if self._pm1 is None:
+            w = unpack_signs(self.weight, self.in_features, F32)
+            self._pm1 = np.ascontiguousarray(w.T)
+        return self._pm1
+
+    def preactivations(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``y`` (N, T, out) of real tokens (N, T, K)."""
+        n, t, k = x.shape
+        rows = np.array(x, dtype=F32, order="C").reshape(n * t, k)  # own copy for torch
+        return _sgemm(rows, self.pm1).reshape(n, t, -1)
+
+    def forward(self, xs, ops, ints):
+        y = self.preactivations(xs[0])
+        if ints is not None:
+            ints.append(y)
+        z = y * self.scale
+        z += self.bias
+        return _gelu(z) if self.gelu else z
+
+
+def _gelu(z: np.ndarray) -> np.ndarray:
+    """Exact (erf) GELU in float32: torch's own kernel, so the same values as the model's."""
+    import torch
+
+    return torch.nn.functional.gelu(torch.from_numpy(z)).numpy()
+
+
+@dataclass(eq=False)
 class Attention(Node):
     """Multi-head softmax attention on packed ``q, k, v`` tokens (N, T, 3 D) (channel
     ``s D + h (D / heads) + e`` is part ``s`` (q, k, v), head ``h``, element ``e``):
@@ -432,8 +517,8 @@ class Linear(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {
     cls.op: cls
-    for cls in (Normalize, PatchEmbed, LayerNorm, BinaryLinear, Attention, Residual, MeanTokens,
-                Linear)
+    for cls in (Normalize, PatchEmbed, LayerNorm, BinaryLinear, BCLinear, Attention, Residual,
+                MeanTokens, Linear)
 }
 
 
