@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.cluster.test_slurm import alive, runs
+from tests.cluster.test_slurm import alive, check_sweep_and_failed_job, runs
 from tests.conftest import ROOT, write_tiny_mnist
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -112,16 +112,5 @@ def test_sweep_tasks_finish_under_one_parent_and_a_terminated_task_is_failed(ray
     print(f"4-job sweep and a stopped job on Ray: {time.perf_counter() - start:.1f} s")
 
     assert swept.returncode == 0, swept_err[-3000:]
-    found = runs(sweep_uri)
-    (parent,) = [r for r in found if r.data.tags.get("xnorlab.kind") == "sweep"]
-    children = [r for r in found if r.data.tags.get("xnorlab.kind") == "train"]
-    assert sorted(c.info.run_name for c in children) == [
-        "mnist-logreg-bc_det", "mnist-logreg-bnn", "mnist-logreg-float", "mnist-logreg-xnor"]
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert {c.info.status for c in children} == {"FINISHED"}
-    assert len({c.data.tags["ray.task_id"] for c in children}) == 4  # a Ray task each
-
+    check_sweep_and_failed_job(sweep_uri, long_uri, "ray.task_id", stopped_err)
     assert stopped.returncode != 0  # the launcher reports the stopped job
-    (child,) = [r for r in runs(long_uri) if r.data.tags.get("xnorlab.kind") == "train"]
-    assert child.info.status == "FAILED", stopped_err[-2000:]
-    assert child.info.end_time is not None

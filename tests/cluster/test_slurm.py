@@ -72,6 +72,22 @@ def runs(uri: str) -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
+def check_sweep_and_failed_job(sweep_uri: str, long_uri: str, job_tag: str, err: str) -> None:
+    """The 4-job logreg sweep's runs all FINISHED under one parent, each its own cluster job
+    (distinct `job_tag`), and the one stopped job's run ended FAILED (not lost)."""
+    found = runs(sweep_uri)
+    (parent,) = [r for r in found if r.data.tags.get("xnorlab.kind") == "sweep"]
+    children = [r for r in found if r.data.tags.get("xnorlab.kind") == "train"]
+    assert sorted(c.info.run_name for c in children) == [
+        "mnist-logreg-bc_det", "mnist-logreg-bnn", "mnist-logreg-float", "mnist-logreg-xnor"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert len({c.data.tags[job_tag] for c in children}) == 4  # a cluster job each
+    (child,) = [r for r in runs(long_uri) if r.data.tags.get("xnorlab.kind") == "train"]
+    assert child.info.status == "FAILED", err[-2000:]
+    assert child.info.end_time is not None
+
+
 def wait_for_training_job(uri: str, proc: subprocess.Popen, timeout: float) -> str:
     """The SLURM job id of the first run that is RUNNING and past its first epoch."""
     deadline = time.time() + timeout
@@ -110,16 +126,5 @@ def test_sweep_jobs_finish_under_one_parent_and_a_cancelled_job_is_failed(slurm,
     print(f"4-job sweep and a cancelled job on SLURM: {time.perf_counter() - start:.1f} s")
 
     assert swept.returncode == 0, swept_err[-3000:]
-    found = runs(sweep_uri)
-    (parent,) = [r for r in found if r.data.tags.get("xnorlab.kind") == "sweep"]
-    children = [r for r in found if r.data.tags.get("xnorlab.kind") == "train"]
-    assert sorted(c.info.run_name for c in children) == [
-        "mnist-logreg-bc_det", "mnist-logreg-bnn", "mnist-logreg-float", "mnist-logreg-xnor"]
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert {c.info.status for c in children} == {"FINISHED"}
-    assert len({c.data.tags["slurm.job_id"] for c in children}) == 4  # a SLURM job each
-
+    check_sweep_and_failed_job(sweep_uri, long_uri, "slurm.job_id", cancelled_err)
     assert cancelled.returncode != 0  # the launcher reports the cancelled job
-    (child,) = [r for r in runs(long_uri) if r.data.tags.get("xnorlab.kind") == "train"]
-    assert child.info.status == "FAILED", cancelled_err[-2000:]
-    assert child.info.end_time is not None

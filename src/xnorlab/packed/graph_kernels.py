@@ -85,33 +85,38 @@ def _layer_norm_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
                 out[i, j] = c[j] * rstd * weight[j] + bias[j]
 
 
+@njit(inline="always", cache=True)
+def _mismatch_counts(a, wt, i):  # pragma: no cover - compiled
+    # popcount(a_i XOR w_j) for every output column j of row i; the inner loop runs over
+    # columns (weights stored word-major, (W, N)), so it vectorises (vpopcntq on AVX-512
+    # VPOPCNTDQ) even for one word per row
+    nw = a.shape[1]
+    n = wt.shape[1]
+    acc = np.zeros(n, np.int64)
+    for q in range(nw):
+        aq = a[i, q]
+        for j in range(n):
+            acc[j] += popcount64(aq ^ wt[q, j])
+    return acc
+
+
 @njit(parallel=True, cache=True)
 def _xnor_affine_nb(a, wt, k, scale, bias, out):  # pragma: no cover - compiled
-    # the inner loops run over output columns (weights stored word-major, (W, N)), so they
-    # vectorise (vpopcntq on AVX-512 VPOPCNTDQ) even for one word per row; the affine keeps
-    # the two roundings (fastmath off: no fused multiply-add)
-    m, nw = a.shape
+    # the affine keeps the two roundings (fastmath off: no fused multiply-add)
+    m = a.shape[0]
     n = wt.shape[1]
     for i in prange(m):
-        acc = np.zeros(n, np.int64)
-        for q in range(nw):
-            aq = a[i, q]
-            for j in range(n):
-                acc[j] += popcount64(aq ^ wt[q, j])
+        acc = _mismatch_counts(a, wt, i)
         for j in range(n):
             out[i, j] = np.float32(k - 2 * acc[j]) * scale[j] + bias[j]
 
 
 @njit(parallel=True, cache=True)
 def _xnor_band_nb(a, wt, k, t, low, out):  # pragma: no cover - compiled
-    m, nw = a.shape
+    m = a.shape[0]
     n = wt.shape[1]
     for i in prange(m):
-        acc = np.zeros(n, np.int64)
-        for q in range(nw):
-            aq = a[i, q]
-            for j in range(n):
-                acc[j] += popcount64(aq ^ wt[q, j])
+        acc = _mismatch_counts(a, wt, i)
         for w in range(out.shape[1]):
             word = np.uint64(0)
             for b in range(min(64, n - 64 * w)):
