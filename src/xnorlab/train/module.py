@@ -18,6 +18,7 @@ from xnorlab.quant.layers import (
     is_binary_layer,
 )
 from xnorlab.quant.registry import quantizer_class
+from xnorlab.train.epoch_means import EpochMeans
 from xnorlab.train.recalibrate import needs_recalibration, recalibrate_batchnorm
 
 
@@ -77,6 +78,7 @@ class Classifier(pl.LightningModule):
         self.paper_recipe = uses_paper_recipe(cfg)
         if self.paper_recipe:
             init_latent_uniform(self.model)
+        self._train_means = EpochMeans(("train_loss", "train_acc"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -96,11 +98,15 @@ class Classifier(pl.LightningModule):
                 teacher_scores = self.teacher(x)
             soft = distill_loss(scores, teacher_scores, d["temperature"])
             loss = (1 - d["weight"]) * loss + d["weight"] * soft
-        acc = (scores.argmax(1) == y).float().mean()
-        # sync_dist: under DDP every rank sees the mean over all ranks (no-op on one process)
-        self.log_dict({"train_loss": loss, "train_acc": acc}, on_step=False, on_epoch=True,
-                      sync_dist=True)
+        self._train_means.add(loss, (scores.argmax(1) == y).float().mean(), batch_size=len(y))
+        if self.trainer.is_last_batch:
+            # sync_dist: under DDP every rank sees the mean over all ranks (no-op on one process)
+            self.log_dict(self._train_means.pop(), on_step=False, on_epoch=True,
+                          batch_size=1, sync_dist=True)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_means = EpochMeans(("train_loss", "train_acc"))
 
     def on_train_batch_end(self, *args: Any) -> None:
         # BinaryConnect/BNN keep latent weights in [-1, 1] after every optimizer step.
