@@ -87,13 +87,6 @@ def test_bnn_mlp_3x1024_lean_saved_bytes_goal_at_batch_1024():
     assert saved["bnn"] <= 0.35 * saved["float"]
 
 
-def test_pack_bits_round_trip():
-    b = torch.rand(1001) < 0.5
-    p = lean.pack_bits(b)
-    assert p.dtype == torch.uint8 and p.numel() == 126
-    assert torch.equal(lean.unpack_bits(p, 1001).bool(), b)
-
-
 def test_a_marked_tensor_that_breaks_its_bound_is_saved_exactly():
     x = torch.tensor([0.5, 300.0, -2.0], requires_grad=True)
     with lean.LeanSaving():

@@ -24,9 +24,10 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
+
+from .bitmask import masked_grad, pack_positive, pack_unit_mask, unpack_pm1
 
 __all__ = [
     "LeanSaving",
@@ -38,9 +39,7 @@ __all__ = [
     "lean_sign",
     "mark_int",
     "mark_pm1",
-    "pack_bits",
     "set_observer",
-    "unpack_bits",
 ]
 
 _state = threading.local()
@@ -104,16 +103,6 @@ def int_bound(t: torch.Tensor) -> int | None:
     return 1 if entry.kind == "pm1" else max(abs(entry.low), abs(entry.high))
 
 
-def pack_bits(b: torch.Tensor) -> torch.Tensor:
-    """Bool tensor -> uint8 tensor of ``ceil(numel / 8)`` bytes (NumPy's big-endian bit order)."""
-    return torch.from_numpy(np.packbits(b.reshape(-1).numpy()))
-
-
-def unpack_bits(p: torch.Tensor, numel: int) -> torch.Tensor:
-    """Inverse of :func:`pack_bits`: a flat uint8 tensor of 0/1 with ``numel`` entries."""
-    return torch.from_numpy(np.unpackbits(p.numpy(), count=numel))
-
-
 def _int_dtype(low: int, high: int) -> torch.dtype | None:
     if low >= 0 and high <= 255:
         return torch.uint8
@@ -132,7 +121,7 @@ class _Packed:
     def __init__(self, base: torch.Tensor, mark: _Mark) -> None:
         self.kind, self.base_shape = mark.kind, base.shape
         if mark.kind == "pm1":
-            self.data = pack_bits(base > 0)
+            self.data = pack_positive(base)
         else:
             # The values decide the dtype (a first layer's sums of pixels usually fit int16
             # though its bound does not); a value outside the promise costs memory, never
@@ -151,9 +140,7 @@ class _Packed:
         if self.kind == "raw":
             base = self.data
         elif self.kind == "pm1":
-            n = int(np.prod(self.base_shape))
-            base = unpack_bits(self.data, n).to(torch.float32).mul_(2).sub_(1)
-            base = base.reshape(self.base_shape)
+            base = unpack_pm1(self.data, self.base_shape)
         else:
             base = self.data.to(torch.float32)
         return base.as_strided(size, stride, offset)
@@ -218,16 +205,14 @@ class LeanSignSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, binarize: Callable) -> torch.Tensor:  # type: ignore[override]
-        ctx.numel, ctx.shape = x.numel(), x.shape
-        ctx.save_for_backward(pack_bits(x.abs() <= 1))
+        ctx.save_for_backward(pack_unit_mask(x))
         return mark_pm1(binarize(x))
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         (bits,) = ctx.saved_tensors
-        mask = unpack_bits(bits, ctx.numel).reshape(ctx.shape)
         # The same product as binarizers._ste_mask, on the same 0/1 values: bit-identical.
-        return grad_out * mask.view(torch.bool), None
+        return masked_grad(grad_out, bits), None
 
 
 def lean_sign(x: torch.Tensor, binarize: Callable) -> torch.Tensor | None:
