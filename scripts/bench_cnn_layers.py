@@ -89,8 +89,10 @@ def measure(rev: str, threads: int, batch: int, repeats: int, min_s: float) -> d
     out: dict = {"layers": [], "names": []}
     a = Act("u8", u8)
     for layer, kw in engine.steps:
-        out["layers"].append(time_calls(lambda: layer.forward(a, engine.ops, False, **kw),
-                                        repeats, min_s)[1])
+        def step(layer=layer, a=a, kw=kw):
+            return layer.forward(a, engine.ops, False, **kw)
+
+        out["layers"].append(time_calls(step, repeats, min_s)[1])
         out["names"].append(f"{layer.type_name} {getattr(layer, 'out_channels', '')} "
                             f"{'pool' if kw else ''}")
         a = layer.forward(a, engine.ops, False, **kw)[0]

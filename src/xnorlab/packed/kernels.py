@@ -662,9 +662,9 @@ def _scatter_block(ob, n0, nb, geom, tmp, out):  # pragma: no cover - compiled
     lb = 8 * ob.itemsize
     per = 64 // lb
     for g in range(ob.shape[0]):
-        for dy in range(1, ph):  # after pass dy, o[q] = OR of rows q .. q + dy
+        for _ in range(1, ph):  # after pass i, o[q] = OR of rows q .. q + i
             _or_shifted(ob[g], sh * wp, tmp)
-        for dx in range(1, pw):
+        for _ in range(1, pw):
             _or_shifted(ob[g], sw, tmp)
     for b in range(nb):
         img = out[n0 + b]
