@@ -256,19 +256,19 @@ def _tile_popcounts(A, B, i0, i1, j0, j1, buf):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _xnor_gemm_nb(A, B, k, out):  # pragma: no cover - compiled
+def _xnor_gemm_nb(A, B, k, tr, out):  # pragma: no cover - compiled
     M = A.shape[0]
     N = B.shape[0]
-    nti = (M + TILE_ROWS - 1) // TILE_ROWS
+    nti = (M + tr - 1) // tr  # tr: tile rows, see _tile_rows
     ntj = (N + TILE_COLS - 1) // TILE_COLS
     for t in prange(nti * ntj):
         ti = t // ntj
         tj = t - ti * ntj
-        i0 = ti * TILE_ROWS
-        i1 = min(M, i0 + TILE_ROWS)
+        i0 = ti * tr
+        i1 = min(M, i0 + tr)
         j0 = tj * TILE_COLS
         j1 = min(N, j0 + TILE_COLS)
-        buf = np.empty((TILE_ROWS, TILE_COLS), dtype=np.int64)
+        buf = np.empty((tr, TILE_COLS), dtype=np.int64)
         _tile_popcounts(A, B, i0, i1, j0, j1, buf)
         # zero-based loops over views: no negative-index wraparound code, vectorisable
         for ii in range(i1 - i0):
@@ -279,20 +279,20 @@ def _xnor_gemm_nb(A, B, k, out):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _xnor_gemm_threshold_nb(A, B, k, lo, hi, out):  # pragma: no cover - compiled
+def _xnor_gemm_threshold_nb(A, B, k, lo, hi, tr, out):  # pragma: no cover - compiled
     # bit j of row i = lo[j] <= y[i, j] <= hi[j] with y = k - 2 * popcount; out zeroed.
     M = A.shape[0]
     N = B.shape[0]
-    nti = (M + TILE_ROWS - 1) // TILE_ROWS
+    nti = (M + tr - 1) // tr  # tr: tile rows, see _tile_rows
     ntj = (N + TILE_COLS - 1) // TILE_COLS
     for t in prange(nti * ntj):
         ti = t // ntj
         tj = t - ti * ntj
-        i0 = ti * TILE_ROWS
-        i1 = min(M, i0 + TILE_ROWS)
+        i0 = ti * tr
+        i1 = min(M, i0 + tr)
         j0 = tj * TILE_COLS
         j1 = min(N, j0 + TILE_COLS)
-        buf = np.empty((TILE_ROWS, TILE_COLS), dtype=np.int64)
+        buf = np.empty((tr, TILE_COLS), dtype=np.int64)
         _tile_popcounts(A, B, i0, i1, j0, j1, buf)
         nj = j1 - j0
         lo_t = lo[j0:j1]
@@ -948,6 +948,17 @@ def _bounds(
     return lo, hi
 
 
+def _tile_rows(a: np.ndarray, b: np.ndarray) -> int:
+    """Tile rows of the XNOR GEMM (a multiple of 4, the micro-kernel's): TILE_ROWS, halved
+    until there are two tiles per thread, so small layers (batch 64, 10-256 outputs: one or
+    two tiles, of 192 and 64 columns) give every thread an equal share."""
+    tr, threads = TILE_ROWS, numba.get_num_threads()
+    ntj = -(-b.shape[0] // TILE_COLS)
+    while tr > 4 and -(-a.shape[0] // tr) * ntj < 2 * threads:
+        tr //= 2
+    return tr
+
+
 def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
     """Binary GEMM: ``out[i, j] = k - 2 * popcount(a[i] ^ b[j])`` as int32, shape (M, N).
 
@@ -956,7 +967,7 @@ def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = Non
     a, b = _check_pair(a, b, k)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     with _with_threads(threads):
-        _xnor_gemm_nb(a, b, np.int64(k), out)
+        _xnor_gemm_nb(a, b, np.int64(k), _tile_rows(a, b), out)
     return out
 
 
@@ -979,7 +990,7 @@ def xnor_gemm_threshold(
     lo, hi = _bounds(thresh, flip, n)
     out = np.zeros((a.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads):
-        _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, out)
+        _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, _tile_rows(a, b), out)
     return out
 
 
