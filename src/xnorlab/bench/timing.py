@@ -71,8 +71,10 @@ def time_calls(
 
 def set_threads(threads: int) -> None:
     """Same thread count for torch (intra-op) and numba (the packed kernels)."""
-    torch.set_num_threads(threads)
+    # numba first: its first call starts the OpenMP runtime torch shares, which resets torch's
+    # thread count to all cores (torch then ran a "1 thread" baseline on 2)
     numba.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def engine_runners(

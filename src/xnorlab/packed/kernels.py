@@ -256,19 +256,19 @@ def _tile_popcounts(A, B, i0, i1, j0, j1, buf):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _xnor_gemm_nb(A, B, k, out):  # pragma: no cover - compiled
+def _xnor_gemm_nb(A, B, k, tr, out):  # pragma: no cover - compiled
     M = A.shape[0]
     N = B.shape[0]
-    nti = (M + TILE_ROWS - 1) // TILE_ROWS
+    nti = (M + tr - 1) // tr  # tr: tile rows, see _tile_rows
     ntj = (N + TILE_COLS - 1) // TILE_COLS
     for t in prange(nti * ntj):
         ti = t // ntj
         tj = t - ti * ntj
-        i0 = ti * TILE_ROWS
-        i1 = min(M, i0 + TILE_ROWS)
+        i0 = ti * tr
+        i1 = min(M, i0 + tr)
         j0 = tj * TILE_COLS
         j1 = min(N, j0 + TILE_COLS)
-        buf = np.empty((TILE_ROWS, TILE_COLS), dtype=np.int64)
+        buf = np.empty((tr, TILE_COLS), dtype=np.int64)
         _tile_popcounts(A, B, i0, i1, j0, j1, buf)
         # zero-based loops over views: no negative-index wraparound code, vectorisable
         for ii in range(i1 - i0):
@@ -279,20 +279,20 @@ def _xnor_gemm_nb(A, B, k, out):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _xnor_gemm_threshold_nb(A, B, k, lo, hi, out):  # pragma: no cover - compiled
+def _xnor_gemm_threshold_nb(A, B, k, lo, hi, tr, out):  # pragma: no cover - compiled
     # bit j of row i = lo[j] <= y[i, j] <= hi[j] with y = k - 2 * popcount; out zeroed.
     M = A.shape[0]
     N = B.shape[0]
-    nti = (M + TILE_ROWS - 1) // TILE_ROWS
+    nti = (M + tr - 1) // tr  # tr: tile rows, see _tile_rows
     ntj = (N + TILE_COLS - 1) // TILE_COLS
     for t in prange(nti * ntj):
         ti = t // ntj
         tj = t - ti * ntj
-        i0 = ti * TILE_ROWS
-        i1 = min(M, i0 + TILE_ROWS)
+        i0 = ti * tr
+        i1 = min(M, i0 + tr)
         j0 = tj * TILE_COLS
         j1 = min(N, j0 + TILE_COLS)
-        buf = np.empty((TILE_ROWS, TILE_COLS), dtype=np.int64)
+        buf = np.empty((tr, TILE_COLS), dtype=np.int64)
         _tile_popcounts(A, B, i0, i1, j0, j1, buf)
         nj = j1 - j0
         lo_t = lo[j0:j1]
@@ -619,19 +619,6 @@ def _int_tap_sweep(src, plane, off, wt, j, stop, acc):  # pragma: no cover - com
 
 
 @njit(cache=True)
-def _or_threshold(acc, t, ge, o, bit):  # pragma: no cover - compiled
-    # o[q] |= (acc[q] >= t if ge else acc[q] <= t) << bit. Kept apart from the int32 sweep:
-    # fused, the mixed int32 / uint64 lanes halve the sweep's vector width
-    b = np.uint64(bit)
-    if ge:
-        for q in range(acc.shape[0]):
-            o[q] |= np.uint64(acc[q] >= t) << b
-    else:
-        for q in range(acc.shape[0]):
-            o[q] |= np.uint64(acc[q] <= t) << b
-
-
-@njit(cache=True)
 def _popcount_threshold(t, flip, k):  # pragma: no cover - compiled
     # (c, inv) with bit = (p >= c) ^ inv for the popcount p of y = k - 2 p:
     # y >= t <=> p <= floor((k - t) / 2); y <= t (flip) <=> p >= ceil((k - t) / 2)
@@ -653,53 +640,59 @@ def _store_outputs(acc, scale, shift, n0, j, geom, y):  # pragma: no cover - com
 
 
 @njit(cache=True)
-def _copy_bits(ob, n0, geom, out):  # pragma: no cover - compiled
-    # no pool: out[n, qy, qx, k] = ob[k, sweep position of output (qy, qx)], row by row with
-    # the output words innermost, so a one-word image (C <= 64) at stride 1 is a contiguous,
-    # vectorised copy (the per-output loop of _scatter_bits took most of a 28x28 uint8 conv)
-    _, ho, wo, wco = out.shape
-    hp, wp, sh, sw = geom.hp, geom.wp, geom.sh, geom.sw
-    for b in range(min(geom.block, out.shape[0] - n0)):
-        img = out[n0 + b].reshape(ho, wo * wco)
-        for qy in range(ho):
-            row = img[qy]
-            q0 = b * hp * wp + qy * sh * wp
-            for k in range(wco):
-                o = ob[k, q0:]
-                for qx in range(wo):
-                    row[qx * wco + k] = o[qx * sw]
+def _or_shifted(o, d, tmp):  # pragma: no cover - compiled
+    # o[q] |= o[q + d] for q < len(o) - d, through tmp: one long vectorised loop per pass (rows
+    # of an image are too short for 64-lane vectors; in place, the overlap blocks them)
+    m = o.shape[0] - d
+    r = o[d:]
+    for q in range(m):
+        tmp[q] = o[q] | r[q]
+    for q in range(m):
+        o[q] = tmp[q]
 
 
 @njit(cache=True)
-def _scatter_bits(ob, n0, geom, out):  # pragma: no cover - compiled
-    # out[n, qy, qx] = OR of ob[:, sweep position] over the (ph, pw) pool window of conv
-    # outputs (qy ph + dy, qx pw + dx): OR-pool with kernel = stride; (1, 1) = a plain copy.
-    # Per output row, the ph sweep rows are ORed into `row` first (contiguous, vectorised);
-    # only the pw columns of each output are then gathered
-    if geom.ph == 1 and geom.pw == 1:
-        _copy_bits(ob, n0, geom, out)
-        return
+def _scatter_block(ob, n0, nb, geom, tmp, out):  # pragma: no cover - compiled
+    # out[n0 + b, qy, qx]: the OR of ob over the (ph, pw) pool window (kernel = stride; (1, 1) =
+    # a plain copy) of the conv outputs of sample b of the block. ob holds lanes of lb bits
+    # (uint8 .. uint64), lane row g = bits lb (g % per) .. of output word g // per. Pooled over
+    # whole sweeps in the lane domain first; only the outputs are then gathered and widened
     _, hq, wq, wco = out.shape
     hp, wp, sh, sw, ph, pw = geom.hp, geom.wp, geom.sh, geom.sw, geom.ph, geom.pw
-    row = np.empty(wp, np.uint64)
-    for b in range(min(geom.block, out.shape[0] - n0)):
-        img = out[n0 + b].reshape(hq, wq * wco)
+    lb = 8 * ob.itemsize
+    per = 64 // lb
+    for g in range(ob.shape[0]):
+        for _ in range(1, ph):  # after pass i, o[q] = OR of rows q .. q + i
+            _or_shifted(ob[g], sh * wp, tmp)
+        for _ in range(1, pw):
+            _or_shifted(ob[g], sw, tmp)
+    for b in range(nb):
+        img = out[n0 + b]
         for qy in range(hq):
-            base = b * hp * wp + qy * ph * sh * wp
+            dst = img[qy]
             for k in range(wco):
-                o = ob[k]
-                for x in range(wp):
-                    row[x] = o[base + x]
-                for dy in range(1, ph):
-                    r = base + dy * sh * wp
-                    for x in range(wp):
-                        row[x] |= o[r + x]
-                dst = img[qy]
                 for qx in range(wq):
-                    v = np.uint64(0)
-                    for dx in range(pw):
-                        v |= row[(qx * pw + dx) * sw]
-                    dst[qx * wco + k] = v
+                    dst[qx, k] = 0
+            for g in range(ob.shape[0]):
+                o = ob[g, b * hp * wp + qy * ph * sh * wp :]
+                k = g // per
+                shift = np.uint64(lb * (g - k * per))
+                step = pw * sw
+                for qx in range(wq):
+                    dst[qx, k] |= np.uint64(o[qx * step]) << shift
+
+
+@njit(cache=True)
+def _task_blocks(n, B, task, tasks):  # pragma: no cover - compiled
+    # blocks [b0, b1) of task `task` of `tasks`: equal shares of the ceil(n / B) blocks, so each
+    # thread allocates its scratch once and both get the same number of samples
+    nblk = (n + B - 1) // B
+    return task * nblk // tasks, (task + 1) * nblk // tasks
+
+
+@njit(cache=True)
+def _n_tasks(n, B):  # pragma: no cover - compiled
+    return max(1, min((n + B - 1) // B, numba.get_num_threads()))
 
 
 # -- narrow binary convs: one pixel per lane --------------------------------------------------
@@ -747,132 +740,147 @@ def _pixel_tap_sweep(src, off, wt, j, acc):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _lane_threshold(acc, cut, inv, o, bit):  # pragma: no cover - compiled
-    # o[q] |= ((acc[q] >= cut) ^ inv) << bit, in the lane type of acc and o
-    one = o.dtype.type(1)
-    sh = o.dtype.type(bit)
+    # o[q] |= ((acc[q] >= cut) ^ inv) << bit, in the lane type of o: a select of the bit mask
+    # (a shifted bool is widened to int64 by numba's integer rules, 4-6x slower)
+    m = o.dtype.type(1 << bit)
+    z = o.dtype.type(0)
     c = acc.dtype.type(cut)
     if inv:
         for q in range(acc.shape[0]):
-            o[q] |= o.dtype.type(acc[q] < c) << sh
+            o[q] |= m if acc[q] < c else z
     else:
         for q in range(acc.shape[0]):
-            o[q] |= (o.dtype.type(acc[q] >= c) & one) << sh
-
-
-@njit(cache=True)
-def _lanes_to_words(ob, words):  # pragma: no cover - compiled
-    # words[k, q]: output word k of sweep position q, lanes ob[k * per ..] of lb bits each
-    lb = 8 * ob.itemsize
-    per = 64 // lb
-    for k in range(words.shape[0]):
-        w = words[k]
-        w[:] = 0
-        for g in range(k * per, min(ob.shape[0], k * per + per)):
-            o = ob[g]
-            sh = np.uint64(lb * (g - k * per))
-            for q in range(w.shape[0]):
-                w[q] |= np.uint64(o[q]) << sh
+            o[q] |= m if acc[q] >= c else z
 
 
 @njit(parallel=True, cache=True)
 def _pixel_conv_nb(x, off, wt, pad, geom, thresh, flip, bits, y):  # pragma: no cover
     # binary conv with one pixel per lane (wt: (kh kw, out) lanes, off[t] = ky Wp + kx): per
-    # task a block of samples; fused threshold into bits if thresh.size, else y = K - 2 p
+    # task (one per thread) a run of sample blocks; fused threshold into bits if thresh.size,
+    # else y = K - 2 p
     hp, wp, L, k, B = geom.hp, geom.wp, geom.sweep, geom.fan_in, geom.block
     fuse = thresh.shape[0] > 0
     co = wt.shape[1]
     lb = 8 * wt.itemsize
     n = x.shape[0]
-    for blk in prange((n + B - 1) // B):
-        n0 = blk * B
-        nb = min(B, n - n0)
-        span = (nb - 1) * hp * wp + L
-        src = np.empty(max(nb * hp * wp, span + off.max()), wt.dtype)
-        _fill_pixel_sources(x, n0, pad, geom, src)
-        acc = np.empty(span, wt.dtype)
-        ob = np.zeros(((co + lb - 1) // lb if fuse else 0, span), wt.dtype)
-        for j in range(co):
-            _pixel_tap_sweep(src, off, wt, j, acc)
+    tasks = _n_tasks(n, B)
+    for task in prange(tasks):
+        b0, b1 = _task_blocks(n, B, task, tasks)
+        span_max = (B - 1) * hp * wp + L
+        src = np.empty(max(B * hp * wp, span_max + off.max()), wt.dtype)
+        acc_all = np.empty(span_max, wt.dtype)
+        rows = (co + lb - 1) // lb if fuse else 0
+        ob_all = np.empty(rows * span_max, wt.dtype)
+        tmp = np.empty(span_max, wt.dtype)  # pooling scratch
+        for blk in range(b0, b1):
+            n0 = blk * B
+            nb = min(B, n - n0)
+            span = (nb - 1) * hp * wp + L
+            _fill_pixel_sources(x, n0, pad, geom, src)
+            acc = acc_all[:span]
+            ob = ob_all[: rows * span].reshape(rows, span)  # C order: vectorised rows
+            ob[:] = 0
+            for j in range(co):
+                _pixel_tap_sweep(src, off, wt, j, acc)
+                if fuse:
+                    cut, inv = _popcount_threshold(thresh[j], flip[j], k)
+                    _lane_threshold(acc, min(max(cut, 0), k + 1), inv, ob[j // lb], j % lb)
+                else:
+                    _store_outputs(acc, -2, k, n0, j, geom, y)
             if fuse:
-                cut, inv = _popcount_threshold(thresh[j], flip[j], k)
-                _lane_threshold(acc, min(max(cut, 0), k + 1), inv, ob[j // lb], j % lb)
-            else:
-                _store_outputs(acc, -2, k, n0, j, geom, y)
-        if fuse:
-            words = np.empty((bits.shape[3], span), np.uint64)
-            _lanes_to_words(ob, words)
-            _scatter_bits(words, n0, geom, bits)
+                _scatter_block(ob, n0, nb, geom, tmp, bits)
 
 
 @njit(parallel=True, cache=True)
 def _binary_conv_nb(
     x, plane, ky, kx, wt, pad, groups, geom, thresh, flip, bits, y
 ):  # pragma: no cover - compiled
-    # geom: see _conv_args. Each task sweeps a block of B samples; fused threshold into bits
-    # if thresh.size, else int outputs y = K - 2 popcount
+    # geom: see _conv_args. Each task (one per thread) sweeps a run of blocks of B samples;
+    # fused threshold into bits if thresh.size, else int outputs y = K - 2 popcount
     c, hp, wp, L, k, B = geom.channels, geom.hp, geom.wp, geom.sweep, geom.fan_in, geom.block
     fuse = thresh.shape[0] > 0
     T, co = wt.shape
     off = ky * wp + kx
     n = x.shape[0]
-    for blk in prange((n + B - 1) // B):
-        n0 = blk * B
-        nb = min(B, n - n0)
-        span = (nb - 1) * hp * wp + L  # sweep positions of this block
-        size = max(nb * hp * wp, span + off.max())  # the planes, or the furthest tap read
+    tasks = _n_tasks(n, B)
+    for task in prange(tasks):
+        b0, b1 = _task_blocks(n, B, task, tasks)
+        span_max = (B - 1) * hp * wp + L  # sweep positions of a whole block
+        size = max(B * hp * wp, span_max + off.max())  # the planes, or the furthest tap read
         src = np.empty((pad.shape[0] + groups.shape[0] + 1, size), np.uint64)
-        _fill_bit_sources(x, n0, pad, groups, c, geom, src)
-        acc = np.empty(span, np.int64)
-        ob = np.zeros(((co + 63) // 64 if fuse else 0, span), np.uint64)
-        for j in range(co):
+        acc_all = np.empty(span_max, np.int64)
+        rows = (co + 63) // 64 if fuse else 0
+        ob_all = np.empty(rows * span_max, np.uint64)
+        tmp = np.empty(span_max, np.uint64)  # pooling scratch
+        for blk in range(b0, b1):
+            n0 = blk * B
+            nb = min(B, n - n0)
+            span = (nb - 1) * hp * wp + L
+            _fill_bit_sources(x, n0, pad, groups, c, geom, src)
+            acc = acc_all[:span]
+            ob = ob_all[: rows * span].reshape(rows, span)  # C order: vectorised rows
+            ob[:] = 0
+            for j in range(co):
+                if fuse:
+                    _bit_tap_sweep(src, plane, off, wt, j, T - 3, acc)
+                    cut, inv = _popcount_threshold(thresh[j], flip[j], k)
+                    _bit_threshold_pass(src, plane, off, wt, j, T - 3, acc, cut, inv, ob[j >> 6],
+                                        j & 63)
+                else:
+                    _bit_tap_sweep(src, plane, off, wt, j, T, acc)
+                    _store_outputs(acc, -2, k, n0, j, geom, y)
             if fuse:
-                _bit_tap_sweep(src, plane, off, wt, j, T - 3, acc)
-                cut, inv = _popcount_threshold(thresh[j], flip[j], k)
-                _bit_threshold_pass(src, plane, off, wt, j, T - 3, acc, cut, inv, ob[j >> 6],
-                                    j & 63)
-            else:
-                _bit_tap_sweep(src, plane, off, wt, j, T, acc)
-                _store_outputs(acc, -2, k, n0, j, geom, y)
-        if fuse:
-            _scatter_bits(ob, n0, geom, bits)
+                _scatter_block(ob, n0, nb, geom, tmp, bits)
 
 
 @njit(parallel=True, cache=True)
-def _uint8_conv_nb(u, plane, ky, kx, wt, geom, thresh, flip, bits, y):  # pragma: no cover
-    # as _binary_conv_nb on a uint8 NCHW image: exact int32 sums (|y| <= 255 K < 2^31), then
-    # the threshold on y (the int32 sentinels need no special case)
+def _uint8_conv_nb(u, plane, ky, kx, wt, geom, cut, flip, lanes, bits, y):  # pragma: no cover
+    # as _binary_conv_nb on a uint8 NCHW image: exact sums (|y| <= 255 K) in the lanes of cut's
+    # dtype (int16 where 255 K fits: twice the int32 vector width); output bit j = (y >= cut[j])
+    # ^ flip[j] into unsigned lanes of the same width (`lanes`' dtype), widened to words only
+    # at the (pooled) outputs
     hp, wp, L, B = geom.hp, geom.wp, geom.sweep, geom.block
-    fuse = thresh.shape[0] > 0
+    fuse = cut.shape[0] > 0
     T, co = wt.shape
     off = ky * wp + kx
     n = u.shape[0]
-    for blk in prange((n + B - 1) // B):
-        n0 = blk * B
-        nb = min(B, n - n0)
-        span = (nb - 1) * hp * wp + L
-        # int16 lanes (twice the int32 vector width) when |y| <= 255 K fits: thresh's dtype
-        src = np.empty((2 * u.shape[1] + 1, max(nb * hp * wp, span + off.max())), thresh.dtype)
-        _fill_u8_sources(u, n0, geom, src)
-        acc = np.empty(span, thresh.dtype)
-        ob = np.zeros(((co + 63) // 64 if fuse else 0, span), np.uint64)
-        for j in range(co):
-            _int_tap_sweep(src, plane, off, wt, j, T, acc)
+    lb = 8 * lanes.itemsize
+    tasks = _n_tasks(n, B)
+    for task in prange(tasks):
+        b0, b1 = _task_blocks(n, B, task, tasks)
+        span_max = (B - 1) * hp * wp + L
+        src = np.empty((2 * u.shape[1] + 1, max(B * hp * wp, span_max + off.max())), cut.dtype)
+        acc_all = np.empty(span_max, cut.dtype)
+        rows = (co + lb - 1) // lb if fuse else 0
+        ob_all = np.empty(rows * span_max, lanes.dtype)
+        tmp = np.empty(span_max, lanes.dtype)  # pooling scratch
+        for blk in range(b0, b1):
+            n0 = blk * B
+            nb = min(B, n - n0)
+            span = (nb - 1) * hp * wp + L
+            _fill_u8_sources(u, n0, geom, src)
+            acc = acc_all[:span]
+            ob = ob_all[: rows * span].reshape(rows, span)  # C order: vectorised rows
+            ob[:] = 0
+            for j in range(co):
+                _int_tap_sweep(src, plane, off, wt, j, T, acc)
+                if fuse:
+                    _lane_threshold(acc, cut[j], flip[j], ob[j // lb], j % lb)
+                else:
+                    _store_outputs(acc, 1, 0, n0, j, geom, y)
             if fuse:
-                _or_threshold(acc, thresh[j], not flip[j], ob[j >> 6], j & 63)
-            else:
-                _store_outputs(acc, 1, 0, n0, j, geom, y)
-        if fuse:
-            _scatter_bits(ob, n0, geom, bits)
+                _scatter_block(ob, n0, nb, geom, tmp, bits)
 
 
 # -- public wrappers -------------------------------------------------------------------------
 
 
 def _clip_to(t: np.ndarray, dtype) -> np.ndarray:
-    """Thresholds as ``dtype``, clipped: with every ``|y| < max(dtype)`` a clipped threshold
-    decides ``y >= t`` and ``y <= t`` as the original does (sentinels included)."""
+    """Thresholds as ``dtype``, clipped to +-max(dtype): with every ``|y| < max(dtype)`` a
+    clipped threshold decides ``y >= t`` and ``y <= t`` as the original does (sentinels
+    included)."""
     info = np.iinfo(dtype)
-    return np.clip(t, info.min, info.max).astype(dtype)
+    return np.clip(t, -info.max, info.max).astype(dtype)
 
 
 def _packed_2d(x: np.ndarray, name: str) -> np.ndarray:
@@ -940,6 +948,17 @@ def _bounds(
     return lo, hi
 
 
+def _tile_rows(a: np.ndarray, b: np.ndarray) -> int:
+    """Tile rows of the XNOR GEMM (a multiple of 4, the micro-kernel's): TILE_ROWS, halved
+    until there are two tiles per thread, so small layers (batch 64, 10-256 outputs: one or
+    two tiles, of 192 and 64 columns) give every thread an equal share."""
+    tr, threads = TILE_ROWS, numba.get_num_threads()
+    ntj = -(-b.shape[0] // TILE_COLS)
+    while tr > 4 and -(-a.shape[0] // tr) * ntj < 2 * threads:
+        tr //= 2
+    return tr
+
+
 def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
     """Binary GEMM: ``out[i, j] = k - 2 * popcount(a[i] ^ b[j])`` as int32, shape (M, N).
 
@@ -948,7 +967,7 @@ def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = Non
     a, b = _check_pair(a, b, k)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     with _with_threads(threads):
-        _xnor_gemm_nb(a, b, np.int64(k), out)
+        _xnor_gemm_nb(a, b, np.int64(k), _tile_rows(a, b), out)
     return out
 
 
@@ -971,7 +990,7 @@ def xnor_gemm_threshold(
     lo, hi = _bounds(thresh, flip, n)
     out = np.zeros((a.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads):
-        _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, out)
+        _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, _tile_rows(a, b), out)
     return out
 
 
@@ -1193,11 +1212,14 @@ def uint8_conv2d(
     n = u.shape[0]
     geom, t, f, shape = _conv_args(n, u.shape[2:4], taps, stride, padding, pool, thresh, flip,
                                    threads)
-    lanes = np.int16 if 255 * taps.fan_in < np.iinfo(np.int16).max else np.int32
+    small = 255 * taps.fan_in < np.iinfo(np.int16).max
+    lanes, bit_lanes = (np.int16, np.uint16) if small else (np.int32, np.uint32)
     bits, y = _conv_outputs(n, t, shape)
+    # bit = y >= t, or y <= t <=> not y >= t + 1 where flip: one compare against `cut`
+    cut = _clip_to(t.astype(np.int64) + f, lanes)
     with _with_threads(threads):
-        _uint8_conv_nb(np.ascontiguousarray(u), taps.plane, taps.ky, taps.kx,
-                       taps.weight, geom, _clip_to(t, lanes), f, bits, y)
+        _uint8_conv_nb(np.ascontiguousarray(u), taps.plane, taps.ky, taps.kx, taps.weight, geom,
+                       cut, f, np.zeros(0, bit_lanes), bits, y)
     return bits if t.shape[0] else y
 
 
