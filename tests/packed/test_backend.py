@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 
-from xnorlab.packed import graph_kernels, kernels, reference
+from xnorlab.packed import centroid_kernels, graph_kernels, kernels, reference
 from xnorlab.packed.backend import OPS, Backend
 from xnorlab.packed.engine import get_backend
 
@@ -19,8 +19,8 @@ def test_ops_cover_every_kernel_the_layers_call():
             "threshold_pack", "binary_conv2d", "uint8_conv2d"} <= set(OPS)
 
 
-# the numba backend keeps the graph (format 2) operations in a module of their own
-@pytest.mark.parametrize("modules", [(kernels, graph_kernels), (reference,)])
+# the numba backend keeps the graph (format 2) and K-means operations in modules of their own
+@pytest.mark.parametrize("modules", [(kernels, graph_kernels, centroid_kernels), (reference,)])
 @pytest.mark.parametrize("op", OPS)
 def test_backend_module_matches_the_protocol(modules, op):
     fn = next(getattr(m, op) for m in modules if hasattr(m, op))

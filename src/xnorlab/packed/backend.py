@@ -87,6 +87,10 @@ class Backend(Protocol):
         """Conv of a uint8 NCHW image (zero padding); outputs as :meth:`binary_conv2d`."""
         ...
 
+    def threshold_hamming(self, u: np.ndarray, threshold: int, w: np.ndarray) -> np.ndarray:
+        """Hamming distances of the bits ``u >= threshold`` of uint8 rows (M, K) to packed
+        rows ``w`` (C, n_words(K)): int32 (M, C) (the K-means layer)."""
+        ...
 
     # -- format 2 (graph) operations -------------------------------------------------------
 

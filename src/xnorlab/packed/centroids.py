@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .bits import n_words, pack_bits
+from .bits import n_words
 from .layers import Act, Layer, Shape, _check_padding_bits
 
 __all__ = ["NearestCentroid"]
@@ -75,9 +75,7 @@ class NearestCentroid(Layer):
 
     def distances(self, u: np.ndarray, ops: Any) -> np.ndarray:
         """int32 (N, k) Hamming distances of the binarized pixels to every centroid."""
-        bits = pack_bits(u >= self.pixel_threshold)
-        y = ops.xnor_gemm(bits, self.weight, self.in_features)  # K - 2 hamming
-        return (self.in_features - y) >> 1
+        return ops.threshold_hamming(u, self.pixel_threshold, self.weight)
 
     def forward(self, a: Act, ops: Any, want_int: bool) -> tuple[Act, np.ndarray | None]:
         d = self.distances(a.data, ops)

@@ -37,9 +37,10 @@ def get_backend(name: str, threads: int | None = None) -> Backend:
     """The kernel set of a backend (a :class:`~.backend.Backend`): ``"numba"`` (fast path) or
     ``"numpy"`` (reference)."""
     if name == "numba":
-        from . import graph_kernels, kernels
+        from . import centroid_kernels, graph_kernels, kernels
 
-        mods: tuple[Any, ...] = (kernels, graph_kernels)  # the graph ops in a module of their own
+        # the graph and K-means ops live in modules of their own
+        mods: tuple[Any, ...] = (kernels, graph_kernels, centroid_kernels)
     elif name == "numpy":
         mods = (reference,)
     else:

@@ -35,6 +35,7 @@ __all__ = [
     "band_pack",
     "layer_norm",
     "sign_pack",
+    "threshold_hamming",
     "xnor_affine",
     "xnor_band",
     "ConvTaps",
@@ -87,6 +88,15 @@ def xor_popcount(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = None) -> np.ndarray:
     """``k - 2 * popcount(a[i] ^ b[j])``: int32 (M, N) dots of packed +-1 rows of length k."""
     return (k - 2 * xor_popcount(a, b)).astype(np.int32)
+
+
+def threshold_hamming(u: np.ndarray, threshold: int, w: np.ndarray, *,
+                      threads: int | None = None) -> np.ndarray:
+    """Hamming distances of the bits ``u >= threshold`` of uint8 rows (M, K) to the packed rows
+    ``w`` (C, n_words(K)): int32 (M, C)."""
+    from .bits import pack_bits
+
+    return xor_popcount(pack_bits(np.asarray(u) >= threshold), w).astype(np.int32)
 
 
 def threshold_bits(y: np.ndarray, thresh: np.ndarray, flip: np.ndarray) -> np.ndarray:
