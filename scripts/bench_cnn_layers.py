@@ -29,7 +29,7 @@ import torch
 from xnorlab.bench.baseline import float_twin
 from xnorlab.bench.timing import set_threads, time_calls
 from xnorlab.models.build import build_model
-from xnorlab.packed import graph_kernels, kernels
+from xnorlab.packed import centroid_kernels, graph_kernels, kernels
 from xnorlab.packed.backend import OPS
 from xnorlab.packed.export import export_model
 from xnorlab.packed.layers import Act
@@ -55,7 +55,8 @@ def old_kernels(rev: str) -> types.ModuleType:
 def ops_of(mod: types.ModuleType, threads: int) -> types.SimpleNamespace:
     """A backend namespace from a kernels module (as ``engine.get_backend``)."""
     def find(op):
-        fn = getattr(mod, op, None) or getattr(graph_kernels, op)
+        fn = next(getattr(m, op) for m in (mod, graph_kernels, centroid_kernels)
+                  if hasattr(m, op))
         return lambda *a, **k: fn(*a, threads=threads, **k)
 
     return types.SimpleNamespace(name="numba", **{op: find(op) for op in OPS})

@@ -502,6 +502,38 @@ def _bitplane_columns_nb(P, Bt, pcw, lo, hi, y, out):  # pragma: no cover - comp
             _emit_row(yrow, lo, hi, j0, y, out, m)
 
 
+#: Up to this many words per row the binary GEMMs run over output columns (transposed
+#: weights, :func:`_column_popcounts`): with short rows the tiled micro-kernel spends its time
+#: outside the popcounts (measured 1.3-1.5x slower at 9 and 16 words, batch 64 and 1024; equal
+#: at 32).
+COLUMN_MAX_WORDS = 16
+
+#: Rows per task of the column GEMM: their sums (COLUMN_ROWS x COLUMN_TILE int64) stay in L1.
+COLUMN_ROWS = 16
+
+
+@njit(parallel=True, cache=True)
+def _xnor_columns_nb(A, Bt, k, lo, hi, y, out):  # pragma: no cover - compiled
+    # y = k - 2 popcount(A[i] ^ Bt[:, j]) into y (M, N) int32 or, thresholded (lo.size), into
+    # out (M, n_words(N)); tasks = blocks of COLUMN_ROWS rows x COLUMN_TILE columns
+    M = A.shape[0]
+    N = Bt.shape[1]
+    nrb = (M + COLUMN_ROWS - 1) // COLUMN_ROWS
+    ntj = (N + COLUMN_TILE - 1) // COLUMN_TILE
+    for t in prange(nrb * ntj):
+        i0 = (t // ntj) * COLUMN_ROWS
+        i1 = min(M, i0 + COLUMN_ROWS)
+        j0 = (t % ntj) * COLUMN_TILE
+        n = min(N, j0 + COLUMN_TILE) - j0
+        acc = np.empty((COLUMN_ROWS, COLUMN_TILE), np.int64)
+        _column_popcounts(A[i0:i1], Bt, j0, j0 + n, acc)
+        yrow = np.empty(n, np.int32)
+        for i in range(i1 - i0):
+            for c in range(n):
+                yrow[c] = k - 2 * acc[i, c]
+            _emit_row(yrow, lo, hi, j0, y, out, i0 + i)
+
+
 # -- direct convolution over source planes (see reference.ConvTaps) ---------------------------
 
 
@@ -533,23 +565,84 @@ def _fill_bit_sources(x, n0, pad, groups, c, geom, src):  # pragma: no cover - c
 
 
 @njit(cache=True)
-def _fill_u8_sources(u, n0, geom, src):  # pragma: no cover - compiled
-    # src[c]: zero-padded int32 plane of channel c of samples n0 .., laid out as for bits;
-    # src[C + c] = -src[c], so a +-1 weight selects a plane instead of multiplying; the last
-    # plane stays zero
+def _row_selectors(plane, ky, kx, wt, c, kh, kw, wp):  # pragma: no cover - compiled
+    # the uint8 conv as row taps: row tap r = (channel ci, kernel row y) of output channel j
+    # reads row-combination plane sel[r, j] at offset off[r] = y Wp. A kernel row of +-1
+    # weights is sigma * (1, e1, e2, ..) with e_i = +-1: plane ci P + p holds
+    # s[q] + e1 s[q + 1] + .. (bit i - 1 of p set where e_i = -1), plane C P + ci P + p its
+    # negation, so sigma selects a plane; taps are padded to whole passes with the zero plane
+    co = wt.shape[1]
+    n_combos = 1 << (kw - 1)
+    rows = c * kh
+    padded = rows + (-rows) % 3
+    w = np.zeros((c, kh, kw, co), np.int64)
+    for t in range(plane.shape[0]):
+        if plane[t] >= 0:  # filler taps (plane -1) carry weight 0
+            for j in range(co):
+                w[plane[t], ky[t], kx[t], j] = wt[t, j]
+    sel = np.full((padded, co), 2 * c * n_combos, np.int64)
+    off = np.zeros(padded, np.int64)
+    for ci in range(c):
+        for y in range(kh):
+            r = ci * kh + y
+            off[r] = y * wp
+            for j in range(co):
+                sigma = w[ci, y, 0, j]
+                p = 0
+                for i in range(1, kw):
+                    if w[ci, y, i, j] != sigma:
+                        p |= 1 << (i - 1)
+                sel[r, j] = ci * n_combos + p + (c * n_combos if sigma < 0 else 0)
+    return sel, off
+
+
+@njit(cache=True)
+def _fill_row_combos(u, n0, geom, kw, s, src):  # pragma: no cover - compiled
+    # s: the zero-padded plane of one channel of samples n0 .. (blocks end to end, as for
+    # bits), kw - 1 zeros longer than a plane of src; src: the row combinations of every
+    # channel and their negations (see _row_selectors); its last (zero) plane is left alone
     _, ch, h, w = u.shape
     pt, pl, hp, wp = geom.pt, geom.pl, geom.hp, geom.wp
     nb = min(geom.block, u.shape[0] - n0)
-    src[:] = 0
-    for c in range(ch):
+    n_combos = 1 << (kw - 1)
+    size = src.shape[1]
+    for ci in range(ch):
+        s[:] = 0
         for b in range(nb):
             for y in range(h):
-                start = b * hp * wp + (y + pt) * wp + pl
-                row = src[c, start:]
-                neg = src[ch + c, start:]
+                row = s[b * hp * wp + (y + pt) * wp + pl :]
                 for xx in range(w):
-                    row[xx] = u[n0 + b, c, y, xx]
-                    neg[xx] = -row[xx]
+                    row[xx] = u[n0 + b, ci, y, xx]
+        # plain loops with a cast to the lane type in each: a slice copy, or numba's int64
+        # promotion of int16 arithmetic, made this fill 4-6x slower
+        lane = src.dtype.type
+        if kw == 3:  # the usual width, one pass per combination (the general loop: 6x slower)
+            for p in range(4):
+                d = src[ci * 4 + p]
+                neg = src[(ch + ci) * 4 + p]
+                e1 = lane(-1 if p & 1 else 1)
+                e2 = lane(-1 if p & 2 else 1)
+                for q in range(size):
+                    v = lane(s[q] + e1 * s[q + 1] + e2 * s[q + 2])
+                    d[q] = v
+                    neg[q] = lane(-v)
+            continue
+        for p in range(n_combos):
+            d = src[ci * n_combos + p]
+            if kw == 1:
+                for q in range(size):
+                    d[q] = s[q]
+            else:
+                e = lane(-1 if p & 1 else 1)
+                for q in range(size):
+                    d[q] = lane(s[q] + e * s[q + 1])
+            for i in range(2, kw):
+                e = lane(-1 if (p >> (i - 1)) & 1 else 1)
+                for q in range(size):
+                    d[q] = lane(d[q] + e * s[q + i])
+            neg = src[(ch + ci) * n_combos + p]
+            for q in range(size):
+                neg[q] = lane(-d[q])
 
 
 @njit(cache=True)
@@ -590,32 +683,42 @@ def _bit_threshold_pass(src, plane, off, wt, j, t, acc, c, inv, o, bit):  # prag
             o[q] |= np.uint64((p >= c) ^ inv) << b
 
 
-@njit(cache=True, inline="always")  # a call returning array views would halve the speed
-def _int_runs(src, plane, off, wt, j, t, L):  # pragma: no cover - compiled
-    # source runs of taps t .. t + 2: the negated plane where the weight is -1
-    nc = (src.shape[0] - 1) // 2
-    r0 = plane[t] + nc * (wt[t, j] < 0)
-    r1 = plane[t + 1] + nc * (wt[t + 1, j] < 0)
-    r2 = plane[t + 2] + nc * (wt[t + 2, j] < 0)
-    return (
-        src[r0, off[t] : off[t] + L],
-        src[r1, off[t + 1] : off[t + 1] + L],
-        src[r2, off[t + 2] : off[t + 2] + L],
-    )
-
-
 @njit(cache=True)
-def _int_tap_sweep(src, plane, off, wt, j, stop, acc):  # pragma: no cover - compiled
-    # acc[q] = sum over taps t < stop of wt[t, j] * src[plane[t], off[t] + q] (+-1 weights)
+def _row_sweep(src, sel, off, j, stop, acc):  # pragma: no cover - compiled
+    # acc[q] = sum over row taps r < stop of src[sel[r, j], off[r] + q], three per pass
     L = acc.shape[0]
-    for t in range(0, stop, 3):
-        s0, s1, s2 = _int_runs(src, plane, off, wt, j, t, L)
-        if t == 0:
+    for r in range(0, stop, 3):
+        s0 = src[sel[r, j], off[r] : off[r] + L]
+        s1 = src[sel[r + 1, j], off[r + 1] : off[r + 1] + L]
+        s2 = src[sel[r + 2, j], off[r + 2] : off[r + 2] + L]
+        if r == 0:
             for q in range(L):
                 acc[q] = s0[q] + s1[q] + s2[q]
         else:
             for q in range(L):
                 acc[q] += s0[q] + s1[q] + s2[q]
+
+
+@njit(cache=True)
+def _row_threshold_pass(src, sel, off, j, r, acc, cut, inv, o, bit):  # pragma: no cover
+    # the last pass (row taps r .. r + 2) fused with the threshold: with v = acc[q] (0 if
+    # r == 0) plus the three rows, o[q] |= bit mask where (v >= cut) ^ inv, in o's lane type
+    L = acc.shape[0]
+    s0 = src[sel[r, j], off[r] : off[r] + L]
+    s1 = src[sel[r + 1, j], off[r + 1] : off[r + 1] + L]
+    s2 = src[sel[r + 2, j], off[r + 2] : off[r + 2] + L]
+    if r == 0:
+        acc[:] = 0
+    m = o.dtype.type(1 << bit)
+    z = o.dtype.type(0)
+    c = acc.dtype.type(cut)
+    lane = acc.dtype.type  # the sum in the lane type: int64 (numba's promotion) is 4x slower
+    if inv:
+        for q in range(L):
+            o[q] |= m if lane(acc[q] + s0[q] + s1[q] + s2[q]) < c else z
+    else:
+        for q in range(L):
+            o[q] |= m if lane(acc[q] + s0[q] + s1[q] + s2[q]) >= c else z
 
 
 @njit(cache=True)
@@ -666,6 +769,15 @@ def _scatter_block(ob, n0, nb, geom, tmp, out):  # pragma: no cover - compiled
             _or_shifted(ob[g], sh * wp, tmp)
         for _ in range(1, pw):
             _or_shifted(ob[g], sw, tmp)
+    step = pw * sw
+    if ob.shape[0] == 1 and wco == 1:  # one lane row, one word: a plain widening copy
+        for b in range(nb):
+            for qy in range(hq):
+                o = ob[0, b * hp * wp + qy * ph * sh * wp :: step][:wq]
+                dst = out[n0 + b, qy, :, 0]
+                for qx in range(wq):
+                    dst[qx] = np.uint64(o[qx])
+        return
     for b in range(nb):
         img = out[n0 + b]
         for qy in range(hq):
@@ -677,7 +789,6 @@ def _scatter_block(ob, n0, nb, geom, tmp, out):  # pragma: no cover - compiled
                 o = ob[g, b * hp * wp + qy * ph * sh * wp :]
                 k = g // per
                 shift = np.uint64(lb * (g - k * per))
-                step = pw * sw
                 for qx in range(wq):
                     dst[qx, k] |= np.uint64(o[qx * step]) << shift
 
@@ -834,22 +945,29 @@ def _binary_conv_nb(
 
 
 @njit(parallel=True, cache=True)
-def _uint8_conv_nb(u, plane, ky, kx, wt, geom, cut, flip, lanes, bits, y):  # pragma: no cover
-    # as _binary_conv_nb on a uint8 NCHW image: exact sums (|y| <= 255 K) in the lanes of cut's
-    # dtype (int16 where 255 K fits: twice the int32 vector width); output bit j = (y >= cut[j])
-    # ^ flip[j] into unsigned lanes of the same width (`lanes`' dtype), widened to words only
-    # at the (pooled) outputs
+def _uint8_conv_nb(
+    u, plane, ky, kx, wt, kh, kw, geom, cut, flip, lanes, bits, y
+):  # pragma: no cover - compiled
+    # as _binary_conv_nb on a uint8 NCHW image, over row combinations (_row_selectors): a
+    # 3x3 kernel is 3 row taps per channel instead of 9 pixel taps. Exact sums (|y| <= 255 K)
+    # in the lanes of cut's dtype (int16 where 255 K fits: twice the int32 vector width);
+    # output bit j = (y >= cut[j]) ^ flip[j] into unsigned lanes of the same width (`lanes`'
+    # dtype), widened to words only at the (pooled) outputs
     hp, wp, L, B = geom.hp, geom.wp, geom.sweep, geom.block
     fuse = cut.shape[0] > 0
-    T, co = wt.shape
-    off = ky * wp + kx
+    co = wt.shape[1]
+    sel, off = _row_selectors(plane, ky, kx, wt, u.shape[1], kh, kw, wp)
+    R = sel.shape[0]
+    n_planes = 2 * u.shape[1] * (1 << (kw - 1)) + 1
     n = u.shape[0]
     lb = 8 * lanes.itemsize
     tasks = _n_tasks(n, B)
     for task in prange(tasks):
         b0, b1 = _task_blocks(n, B, task, tasks)
         span_max = (B - 1) * hp * wp + L
-        src = np.empty((2 * u.shape[1] + 1, max(B * hp * wp, span_max + off.max())), cut.dtype)
+        src = np.empty((n_planes, max(B * hp * wp, span_max + off.max())), cut.dtype)
+        src[-1] = 0
+        s = np.empty(src.shape[1] + kw - 1, cut.dtype)
         acc_all = np.empty(span_max, cut.dtype)
         rows = (co + lb - 1) // lb if fuse else 0
         ob_all = np.empty(rows * span_max, lanes.dtype)
@@ -858,15 +976,17 @@ def _uint8_conv_nb(u, plane, ky, kx, wt, geom, cut, flip, lanes, bits, y):  # pr
             n0 = blk * B
             nb = min(B, n - n0)
             span = (nb - 1) * hp * wp + L
-            _fill_u8_sources(u, n0, geom, src)
+            _fill_row_combos(u, n0, geom, kw, s, src)
             acc = acc_all[:span]
             ob = ob_all[: rows * span].reshape(rows, span)  # C order: vectorised rows
             ob[:] = 0
             for j in range(co):
-                _int_tap_sweep(src, plane, off, wt, j, T, acc)
                 if fuse:
-                    _lane_threshold(acc, cut[j], flip[j], ob[j // lb], j % lb)
+                    _row_sweep(src, sel, off, j, R - 3, acc)
+                    _row_threshold_pass(src, sel, off, j, R - 3, acc, cut[j], flip[j],
+                                        ob[j // lb], j % lb)
                 else:
+                    _row_sweep(src, sel, off, j, R, acc)
                     _store_outputs(acc, 1, 0, n0, j, geom, y)
             if fuse:
                 _scatter_block(ob, n0, nb, geom, tmp, bits)
@@ -967,7 +1087,12 @@ def xnor_gemm(a: np.ndarray, b: np.ndarray, k: int, *, threads: int | None = Non
     a, b = _check_pair(a, b, k)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     with _with_threads(threads):
-        _xnor_gemm_nb(a, b, np.int64(k), _tile_rows(a, b), out)
+        if a.shape[1] <= COLUMN_MAX_WORDS:
+            nothing = np.zeros(0, np.int32)
+            _xnor_columns_nb(a, np.ascontiguousarray(b.T), np.int64(k), nothing, nothing, out,
+                             np.zeros((1, 1), np.uint64))
+        else:
+            _xnor_gemm_nb(a, b, np.int64(k), _tile_rows(a, b), out)
     return out
 
 
@@ -990,7 +1115,11 @@ def xnor_gemm_threshold(
     lo, hi = _bounds(thresh, flip, n)
     out = np.zeros((a.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads):
-        _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, _tile_rows(a, b), out)
+        if a.shape[1] <= COLUMN_MAX_WORDS:
+            _xnor_columns_nb(a, np.ascontiguousarray(b.T), np.int64(k), lo, hi,
+                             np.zeros((1, 1), np.int32), out)
+        else:
+            _xnor_gemm_threshold_nb(a, b, np.int64(k), lo, hi, _tile_rows(a, b), out)
     return out
 
 
@@ -1218,8 +1347,8 @@ def uint8_conv2d(
     # bit = y >= t, or y <= t <=> not y >= t + 1 where flip: one compare against `cut`
     cut = _clip_to(t.astype(np.int64) + f, lanes)
     with _with_threads(threads):
-        _uint8_conv_nb(np.ascontiguousarray(u), taps.plane, taps.ky, taps.kx, taps.weight, geom,
-                       cut, f, np.zeros(0, bit_lanes), bits, y)
+        _uint8_conv_nb(np.ascontiguousarray(u), taps.plane, taps.ky, taps.kx, taps.weight,
+                       *taps.kernel, geom, cut, f, np.zeros(0, bit_lanes), bits, y)
     return bits if t.shape[0] else y
 
 
