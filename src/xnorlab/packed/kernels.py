@@ -1235,12 +1235,18 @@ class ConvGeom(NamedTuple):
     block: int  # B: samples per parallel task
 
 
-def _conv_args(n, hw, taps, stride, padding, pool, thresh, flip, threads):
-    """Geometry, threshold arrays (empty: int outputs) and output shape of a conv call.
+def _conv_plan(n, hw, taps, stride, padding, pool, threads):
+    """``(geom, int_shape, bits_shape)`` of a conv call, computed once per input shape and
+    kept in ``taps.plans`` (a layer's calls repeat; building it took ~5 us of ~100).
 
     ``geom`` is a :class:`ConvGeom`; its ``block`` samples per task have padded planes that,
     laid end to end, make one sweep of about :data:`SWEEP_POSITIONS` positions.
     """
+    threads = threads or numba.get_num_threads()
+    key = (n, tuple(hw), tuple(stride), tuple(padding), tuple(pool), threads)
+    plan = taps.plans.get(key)
+    if plan is not None:
+        return plan
     hp, wp, ho, wo = conv_geometry(hw, taps.kernel, stride, padding)
     ph, pw = pool
     if min(ph, pw) < 1:
@@ -1248,19 +1254,28 @@ def _conv_args(n, hw, taps, stride, padding, pool, thresh, flip, threads):
     if taps.weight.shape[0] % TAPS_PER_PASS or TAPS_PER_PASS != 3:  # the passes are unrolled
         raise ValueError("taps must come in whole passes of 3 (build them with conv_taps)")
     sweep = ((ho - 1) * stride[0] + 1) * wp
-    per_thread = -(-n // (threads or numba.get_num_threads()))
-    block = max(1, min(SWEEP_POSITIONS // (hp * wp), per_thread))
+    block = max(1, min(SWEEP_POSITIONS // (hp * wp), -(-n // threads)))
     pt, _, pl, _ = padding
     geom = ConvGeom(*(int(v) for v in (taps.channels, pt, pl, hp, wp, sweep, *stride, ph, pw,
                                        taps.fan_in, block)))
     co = taps.weight.shape[1]
+    plan = geom, (ho, wo, co), (ho // ph, wo // pw, (co + 63) // 64)
+    taps.plans[key] = plan
+    return plan
+
+
+def _conv_args(n, hw, taps, stride, padding, pool, thresh, flip, threads):
+    """Geometry (:func:`_conv_plan`), threshold arrays (empty: int outputs) and output shape
+    of a conv call."""
+    geom, int_shape, bits_shape = _conv_plan(n, hw, taps, stride, padding, pool, threads)
     if thresh is None:
-        return geom, np.zeros(0, np.int32), np.zeros(0, np.bool_), (ho, wo, co)
+        return geom, np.zeros(0, np.int32), np.zeros(0, np.bool_), int_shape
+    co = int_shape[2]
     t = np.ascontiguousarray(thresh, dtype=np.int32)
     f = np.ascontiguousarray(flip, dtype=np.bool_)
     if t.shape != (co,) or f.shape != (co,):
         raise ValueError(f"thresh and flip need shape ({co},), got {t.shape} and {f.shape}")
-    return geom, t, f, (ho // ph, wo // pw, (co + 63) // 64)
+    return geom, t, f, bits_shape
 
 
 def _conv_outputs(n, t, shape):
@@ -1294,18 +1309,29 @@ def binary_conv2d(
     geom, t, f, shape = _conv_args(n, x.shape[1:3], taps, stride, padding, pool, thresh, flip,
                                    threads)
     bits, y = _conv_outputs(n, t, shape)
-    lane = pixel_lane(taps)
+    pixels = _pixel_taps(taps, geom.wp)
     with _with_threads(threads):
-        if lane is not None:
-            kw = taps.kernel[1]
-            t_px = np.arange(taps.pixels.shape[0])
-            off = (t_px // kw) * geom.wp + t_px % kw
-            _pixel_conv_nb(np.ascontiguousarray(x), off, taps.pixels.astype(lane),
-                           lane(taps.pad[0]), geom, t, f, bits, y)
+        if pixels is not None:
+            _pixel_conv_nb(np.ascontiguousarray(x), *pixels, geom, t, f, bits, y)
         else:
             _binary_conv_nb(np.ascontiguousarray(x), taps.plane, taps.ky, taps.kx, taps.weight,
                             taps.pad, taps.groups, geom, t, f, bits, y)
     return bits if t.shape[0] else y
+
+
+def _pixel_taps(taps: ConvTaps, wp: int) -> tuple | None:
+    """``(off, pixels, pad)`` of the one-pixel-per-lane conv in its lane type (kept in
+    ``taps.plans``), or None where :func:`pixel_lane` says word taps."""
+    key = ("pixels", wp)
+    if key not in taps.plans:
+        lane = pixel_lane(taps)
+        if lane is None:
+            taps.plans[key] = None
+        else:
+            t_px = np.arange(taps.pixels.shape[0])
+            off = (t_px // taps.kernel[1]) * wp + t_px % taps.kernel[1]
+            taps.plans[key] = off, taps.pixels.astype(lane), lane(taps.pad[0])
+    return taps.plans[key]
 
 
 def pixel_lane(taps: ConvTaps) -> type | None:

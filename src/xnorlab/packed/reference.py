@@ -261,6 +261,7 @@ class ConvTaps(NamedTuple):
     channels: int
     kernel: tuple[int, int]
     pixels: np.ndarray  # uint64 (kh * kw, out): each kernel pixel's channel word (C <= 64)
+    plans: dict  # the fast kernels' call geometry by input shape (see kernels._conv_plan)
 
     @property
     def fan_in(self) -> int:
@@ -282,7 +283,7 @@ def _padded_taps(plane, ky, kx, weight, groups, pad, channels, kernel, pixels) -
     weight = np.concatenate([weight, np.zeros((fill, weight.shape[1]), weight.dtype)])
     groups = np.asarray(groups, np.int64)
     return ConvTaps(ints(plane, -1), ints(ky, 0), ints(kx, 0), weight, groups, pad, channels,
-                    kernel, pixels)
+                    kernel, pixels, {})
 
 
 def conv_taps(
