@@ -120,7 +120,7 @@ import numpy as np
 from xnorlab.packed import kernels, reference
 from xnorlab.packed.bits import pack_signs
 rng = np.random.default_rng(0)
-xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(13, 200))
+xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(70, 200))  # columns
 assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
 wa, wb = rng.choice([-1, 1], size=(9, 1100)), rng.choice([-1, 1], size=(13, 1100))  # tiled
 assert np.array_equal(kernels.xnor_gemm(pack_signs(wa), pack_signs(wb), 1100), wa @ wb.T)

@@ -65,7 +65,9 @@ class PackedEngine:
         input_shape: shape of one input sample, (C, H, W) (or (K,)).
         backend: ``"numba"`` (default) or ``"numpy"`` (the reference path).
         threads: numba thread count for the kernels (None = numba's current setting).
-        batch_size: samples per internal chunk (bounds activation memory); None = all at once.
+        batch_size: samples per internal chunk (bounds activation memory: ~26 MB of int32
+            pre-activations for the suite CNN's first conv at 1024); None = all at once. At 256
+            the suite MLP took 1.1-1.2x as long per image as at 1024.
         metadata: free-form information kept with the model (saved in the file).
     """
 
@@ -76,7 +78,7 @@ class PackedEngine:
         *,
         backend: str = "numba",
         threads: int | None = None,
-        batch_size: int | None = 256,
+        batch_size: int | None = 1024,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.layers = list(layers)
