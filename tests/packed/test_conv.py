@@ -107,10 +107,11 @@ def test_narrow_channels_share_words(cin, kernel, words):
 @pytest.mark.parametrize(
     "cin,kernel,lane",
     [(1, 3, np.uint8), (8, 3, np.uint8), (8, 5, np.uint8), (8, 7, np.uint16), (9, 3, np.uint16),
-     (16, 3, np.uint16), (32, 3, None), (64, 3, None), (70, 3, None)],
+     (16, 3, np.uint16), (17, 3, np.uint32), (32, 3, np.uint32), (33, 3, None), (64, 3, None),
+     (70, 3, None)],
 )
 def test_narrow_channels_take_one_pixel_per_lane(cin, kernel, lane):
-    """C <= 16: the binary conv sweeps one pixel per uint8 / uint16 lane (the narrowest that
+    """C <= 32: the binary conv sweeps one pixel per uint8 / 16 / 32 lane (the narrowest that
     holds the channels and popcount sums up to K + 1); ``pixels`` is each kernel pixel's word."""
     rng = np.random.default_rng(cin + kernel)
     w = pack_signs(_pm1(rng, (4, kernel, kernel, cin))).reshape(4, -1)

@@ -24,7 +24,8 @@ def _thresholds(rng, n, bound):
     (8, 8, (28, 28), (2, 2)),  # uint8 pixel lanes, one lane row
     (8, 16, (14, 14), (1, 1)),  # uint8 lanes, two lane rows in one word
     (16, 32, (7, 7), (2, 2)),  # uint16 lanes, floor pooling of an odd size
-    (32, 32, (7, 7), (1, 1)),  # word taps (uint64 lanes)
+    (32, 32, (7, 7), (2, 2)),  # uint32 lanes, the suite's 32->32 + pool
+    (33, 32, (7, 7), (1, 1)),  # word taps (uint64 lanes)
     (8, 70, (6, 5), (2, 2)),  # two output words
 ])
 def test_binary_conv_batches_and_threads(cin, cout, hw, pool, batch):

@@ -17,8 +17,8 @@
   runs of positions (the tap formulation of :mod:`.reference`), vectorising over output
   *positions*, which suits the narrow layers of small CNNs (9-word K, 16-64 outputs) far better
   than a GEMM micro-kernel; threshold, bit packing and a non-overlapping OR-pool are fused.
-  Binary convs on <= 16 channels sweep one pixel per uint8 / uint16 lane instead
-  (:func:`pixel_lane`; ``vpopcntb`` / ``vpopcntw``, 64 / 32 positions per vector).
+  Binary convs on <= 32 channels sweep one pixel per uint8 / uint16 / uint32 lane instead
+  (:func:`pixel_lane`; ``vpopcntb`` / ``w`` / ``d``, 64 / 32 / 16 positions per vector).
 * First dense layer from uint8 rows (:func:`uint8_gemm`): an int8 GEMM with int32 accumulation
   of ``u - 128`` (``u ^ 0x80`` as int8) by the +-1 weights, corrected exactly by ``128 colsum(w)``
   (folded into the thresholds when fused). It runs on ``torch._int_mm`` (oneDNN: AVX-512 VNNI
@@ -814,10 +814,11 @@ def _n_tasks(n, B):  # pragma: no cover - compiled
 
 
 # -- narrow binary convs: one pixel per lane --------------------------------------------------
-# With C <= 16 channels a pixel fits a uint8 / uint16 lane: the sweep reads one lane per kernel
-# pixel (ConvTaps.pixels), so 64 / 32 positions share a vector (8 with words), and no lane is
-# mostly padding bits (a 3x3 tap word of 8 channels uses 24 of 64). The popcount sums (<= K)
-# stay in the lane type; the thresholded lanes are assembled into words for the scatter.
+# With C <= 32 channels a pixel fits a uint8 / uint16 / uint32 lane: the sweep reads one lane
+# per kernel pixel (ConvTaps.pixels), so 64 / 32 / 16 positions share a vector (8 with words),
+# and no lane is mostly padding bits (a 3x3 tap word of 8 channels uses 24 of 64). The popcount
+# sums (<= K) stay in the lane type; the thresholded lanes are assembled into words for the
+# scatter.
 
 
 @njit(cache=True)
@@ -1342,12 +1343,13 @@ def _pixel_taps(taps: ConvTaps, wp: int) -> tuple | None:
 
 
 def pixel_lane(taps: ConvTaps) -> type | None:
-    """The lane type of the one-pixel-per-lane binary conv (uint8 / uint16: the narrowest that
-    holds a pixel's channels and popcount sums up to ``K + 1``), or None: word taps instead
-    (from 17 channels the grouped word taps were as fast, measured at 32)."""
+    """The lane type of the one-pixel-per-lane binary conv (uint8 / uint16 / uint32: the
+    narrowest that holds a pixel's channels and popcount sums up to ``K + 1``), or None: word
+    taps instead (33+ channels). At 32 channels uint32 lanes took 94 us against 131 for the
+    grouped word taps (suite CNN's 32->32 + pool layer, batch 64, 1 thread)."""
     if not taps.pixels.shape[0]:
         return None
-    for lane in (np.uint8, np.uint16):
+    for lane in (np.uint8, np.uint16, np.uint32):
         bits = 8 * np.dtype(lane).itemsize
         if taps.channels <= bits and taps.fan_in + 1 < 2**bits:
             return lane
