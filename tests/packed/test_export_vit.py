@@ -167,3 +167,23 @@ def test_cli_predicts_with_a_graph(vit, tmp_path, capsys):
         want = model(torch.from_numpy(images[:, None]).float() / 255).argmax(1).tolist()
     got = [int(line.split("\t")[1]) for line in capsys.readouterr().out.splitlines()]
     assert got == want
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_sign_fused_plan_matches_the_unfused_nodes(vit, backend):
+    """LayerNorms read only by real-input binary linears run as LayerNormSign; the engine's
+    scores and pre-activations equal a node-by-node run of the file's nodes (batch 1 and 3)."""
+    from xnorlab.packed.nodes import LayerNormSign
+
+    eng = PackedEngine.load(vit[1], backend=backend, threads=1)
+    assert sum(type(n) is LayerNormSign for n in eng._plan) == 4  # not the final norm
+    assert not any(type(n) is LayerNormSign for n in eng.nodes)
+    rng = np.random.default_rng(0)
+    for n in (1, 3):
+        u8 = rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8)
+        env, ints = {"input": u8}, []
+        for node in eng.nodes:
+            env[node.name] = node.forward([env[i] for i in node.inputs], eng.ops, ints)
+        assert np.array_equal(eng.scores(u8), env[eng.output])
+        for a, b in zip(eng.forward_int(u8), ints, strict=True):
+            assert np.array_equal(a, b)

@@ -53,3 +53,18 @@ def test_fused_xnor_affine_and_band_are_exact():
         bits = graph_reference.band_pack(reference.xnor_gemm(a, w, k), t, low)
         assert np.array_equal(graph_kernels.xnor_band(a, wt, k, t, low, threads=1), bits)
         assert np.array_equal(graph_reference.xnor_band(a, wt, k, t, low), bits)
+
+
+def test_layer_norm_sign_is_sign_pack_of_layer_norm():
+    """The fused LayerNorm + sign gives the bits of the unfused kernels, odd widths, 1 row."""
+    rng = np.random.default_rng(3)
+    for m, d in [(1, 64), (1, 5), (33, 13), (70, 67), (9, 130)]:
+        x = (rng.normal(size=(m, d)) * 3 + rng.normal()).astype(np.float32)
+        w = rng.normal(size=d).astype(np.float32)
+        b = np.zeros(d, np.float32)  # zero bias: outputs at exactly 0 where x is constant
+        b[: d // 2] = rng.normal(size=d // 2) * 0.01
+        x[0] = 1.5  # a constant row: every output is the bias
+        for mod in (graph_kernels, graph_reference):
+            got = mod.layer_norm_sign(x, w, b, 1e-5, threads=1)
+            ln = mod.layer_norm(x, w, b, 1e-5, threads=1)
+            assert np.array_equal(got, mod.sign_pack(ln, threads=1)), (mod.__name__, m, d)

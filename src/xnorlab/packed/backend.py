@@ -117,6 +117,13 @@ class Backend(Protocol):
         """LayerNorm over the last axis of float32 (M, D) rows."""
         ...
 
+    def layer_norm_sign(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
+    ) -> np.ndarray:
+        """Packed bits ``layer_norm(x) >= 0`` (M, n_words(D)): the same bits as
+        ``sign_pack(layer_norm(x))``."""
+        ...
+
     def attention(self, x: np.ndarray, heads: int) -> np.ndarray:
         """Softmax attention of float32 (N, T, 3 D) packed q, k, v: (N, T, D)."""
         ...

@@ -11,7 +11,8 @@ from numba import njit, prange
 from . import graph_reference
 from .kernels import _with_threads, popcount64
 
-__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine", "xnor_band"]
+__all__ = ["attention", "band_pack", "layer_norm", "layer_norm_sign", "sign_pack", "xnor_affine",
+           "xnor_band"]
 
 F32 = np.float32
 
@@ -41,48 +42,87 @@ def _band_pack_nb(y, t, low, out):  # pragma: no cover - compiled
             out[i, w] = word
 
 
-#: Rows per LayerNorm task: the row sums run across the rows of a block (independent chains,
-#: so the loop is not bound by the latency of one sequential float sum).
-LN_BLOCK = 16
-
-
-#: Rows per LayerNorm task (its scratch buffers are allocated once per task).
+#: Rows per LayerNorm task.
 LN_ROWS = 64
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _lane_sum(v, lanes):  # pragma: no cover - compiled
     # 8 interleaved partial sums (independent chains: one SIMD add per 8 values), then
-    # combined in lane order
+    # combined in lane order; this order is part of the kernel's arithmetic (the export check
+    # was run with it), so the fused variants below all sum through here
     d = v.shape[0]
+    e = d - d % 8
     lanes[:] = 0.0
-    for j in range(0, d - d % 8, 8):
+    for j in range(0, e, 8):
         for q in range(8):
             lanes[q] += v[j + q]
-    for j in range(d - d % 8, d):
-        lanes[j % 8] += v[j]
+    for j in range(e, d):
+        lanes[j - e] += v[j]
     s = np.float32(0.0)
     for q in range(8):
         s += lanes[q]
     return s
 
 
+@njit(inline="always", cache=True)
+def _row_stats(x, i, nd, eps, lanes, c, sq):  # pragma: no cover - compiled
+    # c = x[i] - mu and 1 / sqrt(var + eps) of row i (float32, no fused multiply-add)
+    mu = _lane_sum(x[i], lanes) / nd
+    for j in range(c.shape[0]):
+        c[j] = x[i, j] - mu
+        sq[j] = c[j] * c[j]
+    return np.float32(1.0) / np.sqrt(_lane_sum(sq, lanes) / nd + eps)
+
+
+@njit(cache=True)
+def _layer_norm_rows(x, weight, bias, eps, out, lo, hi):  # pragma: no cover - compiled
+    # rows lo..hi in a plain (not parallel) function: the same loop inside the prange body
+    # ran at half this speed (numba's parfor lowering kept it from being vectorised)
+    d = x.shape[1]
+    nd = np.float32(d)
+    lanes = np.empty(8, np.float32)
+    c = np.empty(d, np.float32)
+    sq = np.empty(d, np.float32)
+    for i in range(lo, hi):
+        rstd = _row_stats(x, i, nd, eps, lanes, c, sq)
+        for j in range(d):
+            out[i, j] = c[j] * rstd * weight[j] + bias[j]
+
+
+@njit(cache=True)
+def _layer_norm_sign_rows(x, weight, bias, eps, out, lo, hi):  # pragma: no cover - compiled
+    # as _layer_norm_rows, but only the packed signs of the outputs (what a following
+    # real-input binary linear reads): bit = (c * rstd * w + b >= 0), the same float32 value
+    d = x.shape[1]
+    nd = np.float32(d)
+    lanes = np.empty(8, np.float32)
+    c = np.empty(d, np.float32)
+    sq = np.empty(d, np.float32)
+    for i in range(lo, hi):
+        rstd = _row_stats(x, i, nd, eps, lanes, c, sq)
+        for w in range(out.shape[1]):
+            word = np.uint64(0)
+            for b in range(min(64, d - 64 * w)):
+                j = 64 * w + b
+                y = c[j] * rstd * weight[j] + bias[j]
+                word |= np.uint64(y >= 0) << np.uint64(b)
+            out[i, w] = word
+
+
 @njit(parallel=True, cache=True)
 def _layer_norm_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
-    m, d = x.shape
-    nd = np.float32(d)
+    m = x.shape[0]
     for blk in prange((m + LN_ROWS - 1) // LN_ROWS):
-        lanes = np.empty(8, np.float32)
-        c = np.empty(d, np.float32)
-        sq = np.empty(d, np.float32)
-        for i in range(blk * LN_ROWS, min(m, (blk + 1) * LN_ROWS)):
-            mu = _lane_sum(x[i], lanes) / nd
-            for j in range(d):
-                c[j] = x[i, j] - mu
-                sq[j] = c[j] * c[j]
-            rstd = np.float32(1.0) / np.sqrt(_lane_sum(sq, lanes) / nd + eps)
-            for j in range(d):
-                out[i, j] = c[j] * rstd * weight[j] + bias[j]
+        _layer_norm_rows(x, weight, bias, eps, out, blk * LN_ROWS, min(m, (blk + 1) * LN_ROWS))
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_sign_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
+    m = x.shape[0]
+    for blk in prange((m + LN_ROWS - 1) // LN_ROWS):
+        _layer_norm_sign_rows(x, weight, bias, eps, out, blk * LN_ROWS,
+                              min(m, (blk + 1) * LN_ROWS))
 
 
 @njit(inline="always", cache=True)
@@ -164,6 +204,17 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
     out = np.empty_like(x)
     with _with_threads(threads):
         _layer_norm_nb(x, weight, bias, F32(eps), out)
+    return out
+
+
+def layer_norm_sign(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,
+                    threads: int | None = None) -> np.ndarray:
+    """Packed bits ``layer_norm(x) >= 0`` of float32 (M, D) rows: uint64 (M, n_words(D)),
+    the same bits as :func:`sign_pack` of :func:`layer_norm`."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty((x.shape[0], (x.shape[1] + 63) // 64), np.uint64)
+    with _with_threads(threads):
+        _layer_norm_sign_nb(x, weight, bias, F32(eps), out)
     return out
 
 
