@@ -1,4 +1,5 @@
-"""numba graph ops against the NumPy reference: exact for bits, float rounding for LayerNorm."""
+"""numba graph ops against the NumPy reference: exact for bits, float rounding for LayerNorm
+and attention."""
 
 import numpy as np
 
@@ -68,3 +69,15 @@ def test_layer_norm_sign_is_sign_pack_of_layer_norm():
             got = mod.layer_norm_sign(x, w, b, 1e-5, threads=1)
             ln = mod.layer_norm(x, w, b, 1e-5, threads=1)
             assert np.array_equal(got, mod.sign_pack(ln, threads=1)), (mod.__name__, m, d)
+
+
+def test_attention_agrees_with_the_reference_up_to_rounding():
+    """torch's fused attention vs the reference formula: odd token counts, head widths, N=1."""
+    rng = np.random.default_rng(4)
+    for n, t, heads, hd in [(1, 16, 4, 16), (3, 9, 2, 20), (2, 5, 3, 7), (1, 1, 1, 3)]:
+        x = (rng.normal(size=(n, t, 3 * heads * hd)) * 2).astype(np.float32)
+        got = graph_kernels.attention(x, heads, threads=1)
+        want = graph_reference.attention(x, heads)
+        assert got.dtype == np.float32 and got.shape == (n, t, heads * hd)
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(graph_kernels.attention(x[:, :1], 1), x[:, :1, 6:])  # 1 token: v
