@@ -47,32 +47,50 @@ LN_ROWS = 64
 
 
 @njit(inline="always", cache=True)
-def _lane_sum(v, lanes):  # pragma: no cover - compiled
-    # 8 interleaved partial sums (independent chains: one SIMD add per 8 values), then
-    # combined in lane order; this order is part of the kernel's arithmetic (the export check
-    # was run with it), so the fused variants below all sum through here
+def _lane_sum(v):  # pragma: no cover - compiled
+    # 8 interleaved partial sums (lane q adds v[q], v[q + 8], ... in order), then combined
+    # in lane order; this order is part of the kernel's arithmetic (the export check ran with
+    # it). The lanes are 8 locals, not an array: array lanes went through memory on every add
+    # (numba does not run LLVM's SLP vectoriser to keep them in one register), 1.4x the time
     d = v.shape[0]
     e = d - d % 8
-    lanes[:] = 0.0
+    z = np.float32(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
     for j in range(0, e, 8):
-        for q in range(8):
-            lanes[q] += v[j + q]
-    for j in range(e, d):
-        lanes[j - e] += v[j]
-    s = np.float32(0.0)
-    for q in range(8):
-        s += lanes[q]
-    return s
+        s0 += v[j]
+        s1 += v[j + 1]
+        s2 += v[j + 2]
+        s3 += v[j + 3]
+        s4 += v[j + 4]
+        s5 += v[j + 5]
+        s6 += v[j + 6]
+        s7 += v[j + 7]
+    r = d - e  # the tail: v[e + q] goes to lane q
+    if r > 0:
+        s0 += v[e]
+    if r > 1:
+        s1 += v[e + 1]
+    if r > 2:
+        s2 += v[e + 2]
+    if r > 3:
+        s3 += v[e + 3]
+    if r > 4:
+        s4 += v[e + 4]
+    if r > 5:
+        s5 += v[e + 5]
+    if r > 6:
+        s6 += v[e + 6]
+    return z + s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
 
 
 @njit(inline="always", cache=True)
-def _row_stats(x, i, nd, eps, lanes, c, sq):  # pragma: no cover - compiled
+def _row_stats(x, i, nd, eps, c, sq):  # pragma: no cover - compiled
     # c = x[i] - mu and 1 / sqrt(var + eps) of row i (float32, no fused multiply-add)
-    mu = _lane_sum(x[i], lanes) / nd
+    mu = _lane_sum(x[i]) / nd
     for j in range(c.shape[0]):
         c[j] = x[i, j] - mu
         sq[j] = c[j] * c[j]
-    return np.float32(1.0) / np.sqrt(_lane_sum(sq, lanes) / nd + eps)
+    return np.float32(1.0) / np.sqrt(_lane_sum(sq) / nd + eps)
 
 
 @njit(cache=True)
@@ -81,11 +99,10 @@ def _layer_norm_rows(x, weight, bias, eps, out, lo, hi):  # pragma: no cover - c
     # ran at half this speed (numba's parfor lowering kept it from being vectorised)
     d = x.shape[1]
     nd = np.float32(d)
-    lanes = np.empty(8, np.float32)
     c = np.empty(d, np.float32)
     sq = np.empty(d, np.float32)
     for i in range(lo, hi):
-        rstd = _row_stats(x, i, nd, eps, lanes, c, sq)
+        rstd = _row_stats(x, i, nd, eps, c, sq)
         for j in range(d):
             out[i, j] = c[j] * rstd * weight[j] + bias[j]
 
@@ -96,17 +113,16 @@ def _layer_norm_sign_rows(x, weight, bias, eps, out, lo, hi):  # pragma: no cove
     # real-input binary linear reads): bit = (c * rstd * w + b >= 0), the same float32 value
     d = x.shape[1]
     nd = np.float32(d)
-    lanes = np.empty(8, np.float32)
     c = np.empty(d, np.float32)
     sq = np.empty(d, np.float32)
     for i in range(lo, hi):
-        rstd = _row_stats(x, i, nd, eps, lanes, c, sq)
+        rstd = _row_stats(x, i, nd, eps, c, sq)
+        for j in range(d):  # its own loop (vectorised), then the packing
+            c[j] = c[j] * rstd * weight[j] + bias[j]
         for w in range(out.shape[1]):
             word = np.uint64(0)
             for b in range(min(64, d - 64 * w)):
-                j = 64 * w + b
-                y = c[j] * rstd * weight[j] + bias[j]
-                word |= np.uint64(y >= 0) << np.uint64(b)
+                word |= np.uint64(c[64 * w + b] >= 0) << np.uint64(b)
             out[i, w] = word
 
 
