@@ -81,3 +81,14 @@ def test_attention_agrees_with_the_reference_up_to_rounding():
         assert got.dtype == np.float32 and got.shape == (n, t, heads * hd)
         assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
     assert np.array_equal(graph_kernels.attention(x[:, :1], 1), x[:, :1, 6:])  # 1 token: v
+
+
+def test_residual_is_exact():
+    """x + gamma * y, two float32 roundings: the same bits on both backends, odd widths."""
+    rng = np.random.default_rng(5)
+    for m, d in [(1, 64), (33, 13), (7, 130)]:
+        x, y = rng.normal(size=(2, m, d)).astype(np.float32)
+        g = rng.normal(size=d).astype(np.float32)
+        want = x + g * y
+        assert np.array_equal(graph_kernels.residual(x, y, g, threads=1), want)
+        assert np.array_equal(graph_reference.residual(x, y, g), want)

@@ -124,6 +124,10 @@ class Backend(Protocol):
         ``sign_pack(layer_norm(x))``."""
         ...
 
+    def residual(self, x: np.ndarray, y: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+        """``x + gamma * y`` over the last axis of float32 (M, D) rows."""
+        ...
+
     def attention(self, x: np.ndarray, heads: int) -> np.ndarray:
         """Softmax attention of float32 (N, T, 3 D) packed q, k, v: (N, T, D)."""
         ...
