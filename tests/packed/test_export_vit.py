@@ -187,3 +187,15 @@ def test_sign_fused_plan_matches_the_unfused_nodes(vit, backend):
         assert np.array_equal(eng.scores(u8), env[eng.output])
         for a, b in zip(eng.forward_int(u8), ints, strict=True):
             assert np.array_equal(a, b)
+
+
+def test_activations_are_dropped_after_their_last_reader(vit):
+    from xnorlab.packed.graph import last_reads
+
+    eng = PackedEngine.load(vit[1], backend="numba", threads=1)
+    done = last_reads(eng._plan, eng.output)
+    dropped = [name for names in done for name in names]
+    assert sorted(dropped) == sorted({i for n in eng._plan for i in n.inputs})  # each once
+    assert eng.output not in dropped
+    for k, names in enumerate(done):  # none read after it is dropped
+        assert not any(name in n.inputs for n in eng._plan[k + 1:] for name in names)
