@@ -92,3 +92,13 @@ def test_residual_is_exact():
         want = x + g * y
         assert np.array_equal(graph_kernels.residual(x, y, g, threads=1), want)
         assert np.array_equal(graph_reference.residual(x, y, g), want)
+
+
+def test_mean_tokens_is_numpys_mean():
+    """Token sums in token order, then / T: NumPy's float32 mean over axis 1, bit for bit."""
+    rng = np.random.default_rng(6)
+    for n, t, d in [(1, 16, 64), (5, 7, 13), (3, 1, 9), (2, 33, 130)]:
+        x = (rng.normal(size=(n, t, d)) * 10).astype(np.float32)
+        want = x.mean(axis=1, dtype=np.float32)
+        assert np.array_equal(graph_kernels.mean_tokens(x, threads=1), want)
+        assert np.array_equal(graph_reference.mean_tokens(x), want)

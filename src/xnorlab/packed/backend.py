@@ -128,6 +128,10 @@ class Backend(Protocol):
         """``x + gamma * y`` over the last axis of float32 (M, D) rows."""
         ...
 
+    def mean_tokens(self, x: np.ndarray) -> np.ndarray:
+        """Mean over the tokens of float32 (N, T, D): (N, D)."""
+        ...
+
     def attention(self, x: np.ndarray, heads: int) -> np.ndarray:
         """Softmax attention of float32 (N, T, 3 D) packed q, k, v: (N, T, D)."""
         ...
