@@ -117,13 +117,6 @@ class Backend(Protocol):
         """LayerNorm over the last axis of float32 (M, D) rows."""
         ...
 
-    def layer_norm_sign(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
-    ) -> np.ndarray:
-        """Packed bits ``layer_norm(x) >= 0`` (M, n_words(D)): the same bits as
-        ``sign_pack(layer_norm(x))``."""
-        ...
-
     def residual(self, x: np.ndarray, y: np.ndarray, gamma: np.ndarray) -> np.ndarray:
         """``x + gamma * y`` over the last axis of float32 (M, D) rows."""
         ...

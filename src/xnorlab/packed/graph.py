@@ -7,7 +7,6 @@ for a version-2 file.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -15,31 +14,9 @@ from typing import Any
 import numpy as np
 
 from .format import PackedGraph, graph_shapes, load_file, save_graph
-from .nodes import BCLinear, BinaryLinear, LayerNorm, LayerNormSign, Node
+from .nodes import BCLinear, BinaryLinear, Node
 
 __all__ = ["GraphEngine"]
-
-
-def sign_fused(nodes: list[Node], output: str) -> list[Node]:
-    """The nodes to run: each :class:`LayerNorm` read only by real-input binary linears (and
-    not the output) becomes a :class:`LayerNormSign` and its readers take packed bits. Same
-    outputs and pre-activations; the LayerNorm's float tokens are never written, and the
-    readers skip their own sign packing."""
-    readers: dict[str, list[Node]] = {}
-    for node in nodes:
-        for name in node.inputs:
-            readers.setdefault(name, []).append(node)
-    fused = {n.name for n in nodes if type(n) is LayerNorm and n.name != output
-             and readers.get(n.name) and all(isinstance(r, BinaryLinear) and r.real_input
-                                             for r in readers[n.name])}
-    plan: list[Node] = []
-    for node in nodes:
-        if node.name in fused:
-            node = LayerNormSign(node.name, node.inputs, node.eps, node.weight, node.bias)
-        elif isinstance(node, BinaryLinear) and node.inputs[0] in fused:
-            node = dataclasses.replace(node, real_input=False)
-        plan.append(node)
-    return plan
 
 
 def last_reads(nodes: list[Node], output: str) -> list[list[str]]:
@@ -57,8 +34,9 @@ def last_reads(nodes: list[Node], output: str) -> list[list[str]]:
 
 class GraphEngine:
     """A packed graph + backend (``"numba"`` or ``"numpy"`` for the binary GEMMs; the real
-    ops are NumPy float32 either way). ``batch_size`` bounds activation memory. The nodes run
-    as :func:`sign_fused` plans them when the engine is built (so do not edit them after)."""
+    ops are float32 either way: NumPy, or torch's LayerNorm and attention for ``"numba"``).
+    ``batch_size`` bounds activation memory. The nodes are fixed when the engine is built
+    (:func:`last_reads`: do not edit the list after)."""
 
     def __init__(
         self,
@@ -82,8 +60,7 @@ class GraphEngine:
         self.batch_size = batch_size
         self.ops = get_backend(backend, threads)
         self.shapes = graph_shapes(self.graph)
-        self._plan = sign_fused(self.nodes, self.output)
-        self._last_reads = last_reads(self._plan, self.output)
+        self._last_reads = last_reads(self.nodes, self.output)
 
     @property
     def graph(self) -> PackedGraph:
@@ -133,7 +110,7 @@ class GraphEngine:
 
     def _run(self, x: np.ndarray, ints: list | None) -> np.ndarray:
         env: dict[str, np.ndarray] = {"input": np.ascontiguousarray(x)}
-        for node, done in zip(self._plan, self._last_reads, strict=True):
+        for node, done in zip(self.nodes, self._last_reads, strict=True):
             env[node.name] = node.forward([env[i] for i in node.inputs], self.ops, ints)
             for name in done:
                 del env[name]

@@ -10,8 +10,8 @@ import numpy as np
 
 from .bits import pack_bits
 
-__all__ = ["attention", "band_pack", "layer_norm", "layer_norm_sign", "mean_tokens", "residual",
-           "sign_pack", "xnor_affine", "xnor_band"]
+__all__ = ["attention", "band_pack", "layer_norm", "mean_tokens", "residual", "sign_pack",
+           "xnor_affine", "xnor_band"]
 
 F32 = np.float32
 
@@ -56,12 +56,6 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
     var = (d * d).mean(axis=-1, keepdims=True, dtype=F32)
     rstd = F32(1.0) / np.sqrt(var + F32(eps))
     return d * rstd * weight + bias
-
-
-def layer_norm_sign(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,
-                    threads: int | None = None) -> np.ndarray:
-    """Packed bits ``layer_norm(x) >= 0`` of float32 (M, D) rows: uint64 (M, n_words(D))."""
-    return sign_pack(layer_norm(x, weight, bias, eps))
 
 
 def residual(x: np.ndarray, y: np.ndarray, gamma: np.ndarray, *,

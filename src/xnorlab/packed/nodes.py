@@ -230,22 +230,6 @@ class LayerNorm(Node):
 
 
 @dataclass(eq=False)
-class LayerNormSign(LayerNorm):
-    """Run-time only (never in a file): a :class:`LayerNorm` whose readers need only the signs
-    of its tokens (real-input binary linears), so it outputs them packed (``bit_tokens``)
-    without writing the float tokens; the same bits as ``x >= 0`` of its float output."""
-
-    def out_shape(self, ins: list[TShape]) -> TShape:
-        t = super().out_shape(ins)
-        return TShape("bit_tokens", (*t.dims[:-1], n_words(t.dims[-1])))
-
-    def forward(self, xs, ops, ints):
-        x = xs[0]
-        bits = ops.layer_norm_sign(x.reshape(-1, x.shape[-1]), self.weight, self.bias, self.eps)
-        return bits.reshape(*x.shape[:-1], -1)
-
-
-@dataclass(eq=False)
 class BinaryLinear(Node):
     """XNOR-popcount linear map over the last axis of tokens.
 
