@@ -66,7 +66,7 @@ def test_engines_agree_and_file_is_deterministic(vit, tmp_path):
     u8 = torch.round(x * 255).to(torch.uint8).numpy()
     ref = PackedEngine.load(path, backend="numpy")
     fast = PackedEngine.load(path, backend="numba", threads=1)
-    # the backends share every op but LayerNorm, whose numba sums run in another order
+    # the numba backend runs torch's LayerNorm and attention, which round otherwise
     assert np.allclose(ref.scores(u8), fast.scores(u8), rtol=1e-5, atol=1e-5)
     assert np.array_equal(ref.predict(u8), fast.predict(u8))
     for a, b in zip(ref.forward_int(u8), fast.forward_int(u8), strict=True):
@@ -167,3 +167,15 @@ def test_cli_predicts_with_a_graph(vit, tmp_path, capsys):
         want = model(torch.from_numpy(images[:, None]).float() / 255).argmax(1).tolist()
     got = [int(line.split("\t")[1]) for line in capsys.readouterr().out.splitlines()]
     assert got == want
+
+
+def test_activations_are_dropped_after_their_last_reader(vit):
+    from xnorlab.packed.graph import last_reads
+
+    eng = PackedEngine.load(vit[1], backend="numba", threads=1)
+    done = last_reads(eng.nodes, eng.output)
+    dropped = [name for names in done for name in names]
+    assert sorted(dropped) == sorted({i for n in eng.nodes for i in n.inputs})  # each once
+    assert eng.output not in dropped
+    for k, names in enumerate(done):  # none read after it is dropped
+        assert not any(name in n.inputs for n in eng.nodes[k + 1:] for name in names)

@@ -1,4 +1,5 @@
-"""numba graph ops against the NumPy reference: exact for bits, float rounding for LayerNorm."""
+"""numba graph ops against the NumPy reference: exact for bits, float rounding for LayerNorm
+and attention."""
 
 import numpy as np
 
@@ -53,3 +54,52 @@ def test_fused_xnor_affine_and_band_are_exact():
         bits = graph_reference.band_pack(reference.xnor_gemm(a, w, k), t, low)
         assert np.array_equal(graph_kernels.xnor_band(a, wt, k, t, low, threads=1), bits)
         assert np.array_equal(graph_reference.xnor_band(a, wt, k, t, low), bits)
+
+
+def test_layer_norm_is_torchs_bit_for_bit():
+    """The numba backend's LayerNorm is torch's nn.LayerNorm (the model's), odd widths, 1 row."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    for m, d in [(1, 64), (33, 13), (70, 67), (9, 130)]:
+        x = (rng.normal(size=(m, d)) * 3 + rng.normal()).astype(np.float32)
+        ln = torch.nn.LayerNorm(d)
+        with torch.no_grad():
+            ln.weight.copy_(torch.from_numpy(rng.normal(size=d).astype(np.float32)))
+            ln.bias.copy_(torch.from_numpy(rng.normal(size=d).astype(np.float32)))
+            want = ln(torch.from_numpy(x)).numpy()
+        w, b = ln.weight.detach().numpy(), ln.bias.detach().numpy()
+        assert np.array_equal(graph_kernels.layer_norm(x, w, b, 1e-5, threads=1), want)
+
+
+def test_attention_agrees_with_the_reference_up_to_rounding():
+    """torch's fused attention vs the reference formula: odd token counts, head widths, N=1."""
+    rng = np.random.default_rng(4)
+    for n, t, heads, hd in [(1, 16, 4, 16), (3, 9, 2, 20), (2, 5, 3, 7), (1, 1, 1, 3)]:
+        x = (rng.normal(size=(n, t, 3 * heads * hd)) * 2).astype(np.float32)
+        got = graph_kernels.attention(x, heads, threads=1)
+        want = graph_reference.attention(x, heads)
+        assert got.dtype == np.float32 and got.shape == (n, t, heads * hd)
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(graph_kernels.attention(x[:, :1], 1), x[:, :1, 6:])  # 1 token: v
+
+
+def test_residual_is_exact():
+    """x + gamma * y, two float32 roundings: the same bits on both backends, odd widths."""
+    rng = np.random.default_rng(5)
+    for m, d in [(1, 64), (33, 13), (7, 130)]:
+        x, y = rng.normal(size=(2, m, d)).astype(np.float32)
+        g = rng.normal(size=d).astype(np.float32)
+        want = x + g * y
+        assert np.array_equal(graph_kernels.residual(x, y, g, threads=1), want)
+        assert np.array_equal(graph_reference.residual(x, y, g), want)
+
+
+def test_mean_tokens_is_numpys_mean():
+    """Token sums in token order, then / T: NumPy's float32 mean over axis 1, bit for bit."""
+    rng = np.random.default_rng(6)
+    for n, t, d in [(1, 16, 64), (5, 7, 13), (3, 1, 9), (2, 33, 130)]:
+        x = (rng.normal(size=(n, t, d)) * 10).astype(np.float32)
+        want = x.mean(axis=1, dtype=np.float32)
+        assert np.array_equal(graph_kernels.mean_tokens(x, threads=1), want)
+        assert np.array_equal(graph_reference.mean_tokens(x), want)

@@ -121,6 +121,14 @@ class Backend(Protocol):
         """LayerNorm over the last axis of float32 (M, D) rows."""
         ...
 
+    def residual(self, x: np.ndarray, y: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+        """``x + gamma * y`` over the last axis of float32 (M, D) rows."""
+        ...
+
+    def mean_tokens(self, x: np.ndarray) -> np.ndarray:
+        """Mean over the tokens of float32 (N, T, D): (N, D)."""
+        ...
+
     def attention(self, x: np.ndarray, heads: int) -> np.ndarray:
         """Softmax attention of float32 (N, T, 3 D) packed q, k, v: (N, T, D)."""
         ...

@@ -19,9 +19,24 @@ from .nodes import BCLinear, BinaryLinear, Node
 __all__ = ["GraphEngine"]
 
 
+def last_reads(nodes: list[Node], output: str) -> list[list[str]]:
+    """Per node, the activations it is the last to read (never the output): the engine drops
+    them right after, so the allocator hands their (cache-hot) memory to the next outputs
+    instead of fresh memory for every node (all kept alive, the ViT's activations were 7 MB
+    at batch 64: each node wrote to cold memory, 1.1x the time)."""
+    last = {name: k for k, node in enumerate(nodes) for name in node.inputs}
+    done: list[list[str]] = [[] for _ in nodes]
+    for name, k in last.items():
+        if name != output:
+            done[k].append(name)
+    return done
+
+
 class GraphEngine:
     """A packed graph + backend (``"numba"`` or ``"numpy"`` for the binary GEMMs; the real
-    ops are NumPy float32 either way). ``batch_size`` bounds activation memory."""
+    ops are float32 either way: NumPy, or torch's LayerNorm and attention for ``"numba"``).
+    ``batch_size`` bounds activation memory. The nodes are fixed when the engine is built
+    (:func:`last_reads`: do not edit the list after)."""
 
     def __init__(
         self,
@@ -45,6 +60,7 @@ class GraphEngine:
         self.batch_size = batch_size
         self.ops = get_backend(backend, threads)
         self.shapes = graph_shapes(self.graph)
+        self._last_reads = last_reads(self.nodes, self.output)
 
     @property
     def graph(self) -> PackedGraph:
@@ -94,8 +110,10 @@ class GraphEngine:
 
     def _run(self, x: np.ndarray, ints: list | None) -> np.ndarray:
         env: dict[str, np.ndarray] = {"input": np.ascontiguousarray(x)}
-        for node in self.nodes:
+        for node, done in zip(self.nodes, self._last_reads, strict=True):
             env[node.name] = node.forward([env[i] for i in node.inputs], self.ops, ints)
+            for name in done:
+                del env[name]
         return env[self.output]
 
     def _chunks(self, n: int) -> list[slice]:

@@ -1,17 +1,18 @@
 """numba fast path of the format-2 (graph) operations (NumPy reference:
-:mod:`.graph_reference`). Sign packing and the band threshold are exact; LayerNorm is a float32
-loop (``fastmath`` off, so no fused multiply-add) whose sums run in another order than the
-reference's, so its outputs agree with it up to float rounding; attention is the reference's."""
+:mod:`.graph_reference`). Sign packing, the band threshold, the residual and the token mean
+are exact; LayerNorm and attention are torch's own ops, the ones the torch ViT runs, so they
+round as the model does (its signs, and so every binary layer's input, are then torch's) and
+agree with the reference up to float rounding."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from . import graph_reference
 from .kernels import _with_threads, popcount64
 
-__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine", "xnor_band"]
+__all__ = ["attention", "band_pack", "layer_norm", "mean_tokens", "residual", "sign_pack",
+           "xnor_affine", "xnor_band"]
 
 F32 = np.float32
 
@@ -41,82 +42,63 @@ def _band_pack_nb(y, t, low, out):  # pragma: no cover - compiled
             out[i, w] = word
 
 
-#: Rows per LayerNorm task: the row sums run across the rows of a block (independent chains,
-#: so the loop is not bound by the latency of one sequential float sum).
-LN_BLOCK = 16
+@njit(parallel=True, cache=True)
+def _residual_nb(x, y, gamma, out):  # pragma: no cover - compiled
+    m, d = x.shape
+    for i in prange(m):
+        for j in range(d):
+            out[i, j] = x[i, j] + gamma[j] * y[i, j]
 
 
-#: Rows per LayerNorm task (its scratch buffers are allocated once per task).
-LN_ROWS = 64
-
-
-@njit(cache=True)
-def _lane_sum(v, lanes):  # pragma: no cover - compiled
-    # 8 interleaved partial sums (independent chains: one SIMD add per 8 values), then
-    # combined in lane order
-    d = v.shape[0]
-    lanes[:] = 0.0
-    for j in range(0, d - d % 8, 8):
-        for q in range(8):
-            lanes[q] += v[j + q]
-    for j in range(d - d % 8, d):
-        lanes[j % 8] += v[j]
-    s = np.float32(0.0)
-    for q in range(8):
-        s += lanes[q]
-    return s
+#: Rows per task of the XNOR kernels.
+XNOR_ROWS = 64
 
 
 @njit(parallel=True, cache=True)
-def _layer_norm_nb(x, weight, bias, eps, out):  # pragma: no cover - compiled
-    m, d = x.shape
-    nd = np.float32(d)
-    for blk in prange((m + LN_ROWS - 1) // LN_ROWS):
-        lanes = np.empty(8, np.float32)
-        c = np.empty(d, np.float32)
-        sq = np.empty(d, np.float32)
-        for i in range(blk * LN_ROWS, min(m, (blk + 1) * LN_ROWS)):
-            mu = _lane_sum(x[i], lanes) / nd
+def _mean_tokens_nb(x, out):  # pragma: no cover - compiled
+    n, t, d = x.shape
+    for i in prange(n):
+        for j in range(d):
+            out[i, j] = x[i, 0, j]
+        for k in range(1, t):
             for j in range(d):
-                c[j] = x[i, j] - mu
-                sq[j] = c[j] * c[j]
-            rstd = np.float32(1.0) / np.sqrt(_lane_sum(sq, lanes) / nd + eps)
-            for j in range(d):
-                out[i, j] = c[j] * rstd * weight[j] + bias[j]
+                out[i, j] += x[i, k, j]
+        for j in range(d):
+            out[i, j] /= np.float32(t)
 
 
 @njit(inline="always", cache=True)
-def _mismatch_counts(a, wt, i):  # pragma: no cover - compiled
-    # popcount(a_i XOR w_j) for every output column j of row i; the inner loop runs over
-    # columns (weights stored word-major, (W, N)), so it vectorises (vpopcntq on AVX-512
-    # VPOPCNTDQ) even for one word per row
-    nw = a.shape[1]
+def _mismatch_counts(a, wt, i, acc):  # pragma: no cover - compiled
+    # acc[j] = popcount(a_i XOR w_j) for every output column j of row i; the inner loops run
+    # over columns (weights stored word-major, (W, N)), so they vectorise (vpopcntq on AVX-512
+    # VPOPCNTDQ) even for one word per row. The first word assigns: no zeroing pass
     n = wt.shape[1]
-    acc = np.zeros(n, np.int64)
-    for q in range(nw):
+    a0 = a[i, 0]
+    for j in range(n):
+        acc[j] = popcount64(a0 ^ wt[0, j])
+    for q in range(1, a.shape[1]):
         aq = a[i, q]
         for j in range(n):
             acc[j] += popcount64(aq ^ wt[q, j])
-    return acc
 
 
-@njit(parallel=True, cache=True)
-def _xnor_affine_nb(a, wt, k, scale, bias, out):  # pragma: no cover - compiled
-    # the affine keeps the two roundings (fastmath off: no fused multiply-add)
-    m = a.shape[0]
+@njit(cache=True)
+def _xnor_affine_rows(a, wt, k, scale, bias, out, lo, hi):  # pragma: no cover - compiled
+    # rows lo..hi; the affine keeps the two roundings (fastmath off: no fused multiply-add)
     n = wt.shape[1]
-    for i in prange(m):
-        acc = _mismatch_counts(a, wt, i)
+    acc = np.empty(n, np.int64)  # once per task, not per row
+    for i in range(lo, hi):
+        _mismatch_counts(a, wt, i, acc)
         for j in range(n):
             out[i, j] = np.float32(k - 2 * acc[j]) * scale[j] + bias[j]
 
 
-@njit(parallel=True, cache=True)
-def _xnor_band_nb(a, wt, k, t, low, out):  # pragma: no cover - compiled
-    m = a.shape[0]
+@njit(cache=True)
+def _xnor_band_rows(a, wt, k, t, low, out, lo, hi):  # pragma: no cover - compiled
     n = wt.shape[1]
-    for i in prange(m):
-        acc = _mismatch_counts(a, wt, i)
+    acc = np.empty(n, np.int64)
+    for i in range(lo, hi):
+        _mismatch_counts(a, wt, i, acc)
         for w in range(out.shape[1]):
             word = np.uint64(0)
             for b in range(min(64, n - 64 * w)):
@@ -124,6 +106,23 @@ def _xnor_band_nb(a, wt, k, t, low, out):  # pragma: no cover - compiled
                 y = k - 2 * acc[j]
                 word |= np.uint64((y >= t[j]) | (y <= low[j])) << np.uint64(b)
             out[i, w] = word
+
+
+# The prange loops call plain functions for blocks of rows (as the LayerNorm: loops inlined
+# in a prange body were vectorised worse, 1.2x the time here)
+@njit(parallel=True, cache=True)
+def _xnor_affine_nb(a, wt, k, scale, bias, out):  # pragma: no cover - compiled
+    m = a.shape[0]
+    for blk in prange((m + XNOR_ROWS - 1) // XNOR_ROWS):
+        _xnor_affine_rows(a, wt, k, scale, bias, out, blk * XNOR_ROWS,
+                          min(m, (blk + 1) * XNOR_ROWS))
+
+
+@njit(parallel=True, cache=True)
+def _xnor_band_nb(a, wt, k, t, low, out):  # pragma: no cover - compiled
+    m = a.shape[0]
+    for blk in prange((m + XNOR_ROWS - 1) // XNOR_ROWS):
+        _xnor_band_rows(a, wt, k, t, low, out, blk * XNOR_ROWS, min(m, (blk + 1) * XNOR_ROWS))
 
 
 def xnor_band(a: np.ndarray, wt: np.ndarray, k: int, thresh: np.ndarray,
@@ -159,19 +158,55 @@ def band_pack(y: np.ndarray, thresh: np.ndarray, thresh_low: np.ndarray, *,
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, *,
                threads: int | None = None) -> np.ndarray:
-    """LayerNorm over the last axis of float32 (M, D) rows."""
+    """LayerNorm over the last axis of float32 (M, D) rows: torch's ``F.layer_norm``, the
+    torch ViT's own op. A numba loop (its own sum order) gave other float32 bits in half the
+    outputs (an input sign of a binary layer differed at 6 to 48 of 61 million on the MNIST
+    test set) and took 1.3x this time: its 8-lane row sums are not vectorised by numba."""
+    import torch
+    import torch.nn.functional as F
+
+    x = np.ascontiguousarray(x, dtype=F32)
+    return F.layer_norm(torch.from_numpy(x), (x.shape[1],), torch.from_numpy(weight),
+                        torch.from_numpy(bias), float(eps)).numpy()
+
+
+def residual(x: np.ndarray, y: np.ndarray, gamma: np.ndarray, *,
+             threads: int | None = None) -> np.ndarray:
+    """``x + gamma * y`` over the last axis of float32 (M, D) rows (product, then sum, each
+    rounded to float32): one pass, where NumPy made two with a temporary (2.5x the time)."""
     x = np.ascontiguousarray(x, dtype=F32)
     out = np.empty_like(x)
     with _with_threads(threads):
-        _layer_norm_nb(x, weight, bias, F32(eps), out)
+        _residual_nb(x, np.ascontiguousarray(y, dtype=F32), gamma, out)
+    return out
+
+
+def mean_tokens(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Mean over the tokens of float32 (N, T, D): (N, D), the token sums in token order, then
+    ``/ T`` (NumPy's ``mean(axis=1)`` order, so the same bits; a fifth of its time)."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty((x.shape[0], x.shape[2]), F32)
+    with _with_threads(threads):
+        _mean_tokens_nb(x, out)
     return out
 
 
 def attention(x: np.ndarray, heads: int, *, threads: int | None = None) -> np.ndarray:
-    """Softmax attention: the reference's (two batched GEMMs on torch's CPU GEMM, NumPy's
-    SIMD ``exp``), which beat a numba loop here (numba's scalar ``expf`` alone was 16x
-    NumPy's vectorised ``exp``)."""
-    return graph_reference.attention(x, heads)
+    """Softmax attention of float32 (N, T, 3 D) packed q, k, v: float32 (N, T, D).
+
+    torch's ``scaled_dot_product_attention`` on views of ``x``: the op (and the q, k, v
+    strides) of the torch ViT itself, so its rounding, not the reference's (two batched
+    GEMMs, a softmax: 1.4x this time, with copies of q, k, v and of the output per call).
+    A numba loop was slower still: its 16-wide rows run in the vectoriser's scalar remainder."""
+    import torch
+    import torch.nn.functional as F
+
+    n, t, d3 = x.shape
+    d = d3 // 3
+    qkv = torch.from_numpy(np.ascontiguousarray(x, dtype=F32)).view(n, t, 3, heads, d // heads)
+    qkv = qkv.permute(2, 0, 3, 1, 4)
+    y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+    return y.transpose(1, 2).reshape(n, t, d).numpy()
 
 
 def xnor_affine(a: np.ndarray, wt: np.ndarray, k: int, scale: np.ndarray, bias: np.ndarray, *,

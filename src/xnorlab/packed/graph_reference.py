@@ -1,6 +1,6 @@
 """NumPy reference of the format-2 (graph) operations that have a numba fast path in
-:mod:`.graph_kernels`: sign packing, the band threshold, LayerNorm and attention. Arithmetic
-as in ``docs/packed_format.md`` (*Format 2 arithmetic*)."""
+:mod:`.graph_kernels`: sign packing, the band threshold, LayerNorm, the residual, the token
+mean and attention. Arithmetic as in ``docs/packed_format.md`` (*Format 2 arithmetic*)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 
 from .bits import pack_bits
 
-__all__ = ["attention", "band_pack", "layer_norm", "sign_pack", "xnor_affine", "xnor_band"]
+__all__ = ["attention", "band_pack", "layer_norm", "mean_tokens", "residual", "sign_pack",
+           "xnor_affine", "xnor_band"]
 
 F32 = np.float32
 
@@ -55,6 +56,18 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
     var = (d * d).mean(axis=-1, keepdims=True, dtype=F32)
     rstd = F32(1.0) / np.sqrt(var + F32(eps))
     return d * rstd * weight + bias
+
+
+def residual(x: np.ndarray, y: np.ndarray, gamma: np.ndarray, *,
+             threads: int | None = None) -> np.ndarray:
+    """``x + gamma * y`` over the last axis of float32 (M, D) rows (product, then sum, each
+    rounded to float32)."""
+    return x + gamma * y
+
+
+def mean_tokens(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Mean over the tokens of float32 (N, T, D): (N, D) (float32 sum / T)."""
+    return x.mean(axis=1, dtype=F32)
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -139,8 +139,11 @@ class Normalize(Node):
         return TShape("real_image", ins[0].dims)
 
     def forward(self, xs, ops, ints):
-        x = xs[0].astype(F32) / F32(255.0)
-        return (x - self.mean[:, None, None]) / self.std[:, None, None]
+        x = xs[0].astype(F32)
+        x /= F32(255.0)  # in place: one array, not three
+        x -= self.mean[:, None, None]
+        x /= self.std[:, None, None]
+        return x
 
 
 @dataclass(eq=False)
@@ -188,7 +191,9 @@ class PatchEmbed(Node):
         cols = np.ascontiguousarray(x).reshape(n * gh * gw, c * p * p)
         y = _matmul(cols, self.weight_t)
         y += self.bias
-        return y.reshape(n, gh * gw, -1) + self.pos
+        y = y.reshape(n, gh * gw, -1)
+        y += self.pos
+        return y
 
 
 @dataclass(eq=False)
@@ -474,7 +479,9 @@ class Residual(Node):
         return ins[0]
 
     def forward(self, xs, ops, ints):
-        return xs[0] + self.gamma * xs[1]
+        x, y = xs
+        d = x.shape[-1]
+        return ops.residual(x.reshape(-1, d), y.reshape(-1, d), self.gamma).reshape(x.shape)
 
 
 @dataclass(eq=False)
@@ -488,7 +495,7 @@ class MeanTokens(Node):
         return TShape("vector", ins[0].dims[-1:])
 
     def forward(self, xs, ops, ints):
-        return xs[0].mean(axis=1, dtype=F32)
+        return ops.mean_tokens(xs[0])
 
 
 @dataclass(eq=False)
@@ -506,13 +513,16 @@ class Linear(Node):
             raise ValueError("linear: weight must be (classes, in_features)")
         self.weight = _f32(w, w.shape, "linear weight")
         self.bias = _f32(self.bias, (w.shape[0],), "linear bias")
+        self.weight_t = np.ascontiguousarray(self.weight.T)  # not copied on every call
 
     def out_shape(self, ins: list[TShape]) -> TShape:
         _need(ins[0], "vector", "linear", self.weight.shape[1])
         return TShape("scores", (self.weight.shape[0],))
 
     def forward(self, xs, ops, ints):
-        return _matmul(xs[0], self.weight.T) + self.bias
+        y = _matmul(xs[0], self.weight_t)
+        y += self.bias
+        return y
 
 
 NODE_TYPES: dict[str, type[Node]] = {
