@@ -46,7 +46,7 @@ class GraphEngine:
         *,
         backend: str = "numba",
         threads: int | None = None,
-        batch_size: int | None = 256,
+        batch_size: int | None = 1024,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         from .engine import get_backend
