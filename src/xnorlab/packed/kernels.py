@@ -808,11 +808,6 @@ def _task_blocks(n, B, task, tasks):  # pragma: no cover - compiled
     return task * nblk // tasks, (task + 1) * nblk // tasks
 
 
-@njit(cache=True)
-def _n_tasks(n, B):  # pragma: no cover - compiled
-    return max(1, min((n + B - 1) // B, numba.get_num_threads()))
-
-
 # -- narrow binary convs: one pixel per lane --------------------------------------------------
 # With C <= 32 channels a pixel fits a uint8 / uint16 / uint32 lane: the sweep reads one lane
 # per kernel pixel (ConvTaps.pixels), so 64 / 32 / 16 positions share a vector (8 with words),
@@ -882,7 +877,7 @@ def _pixel_conv_nb(x, off, wt, pad, geom, thresh, flip, bits, y):  # pragma: no 
     co = wt.shape[1]
     lb = 8 * wt.itemsize
     n = x.shape[0]
-    tasks = _n_tasks(n, B)
+    tasks = geom.tasks
     for task in prange(tasks):
         b0, b1 = _task_blocks(n, B, task, tasks)
         span_max = (B - 1) * hp * wp + L
@@ -921,7 +916,7 @@ def _binary_conv_nb(
     T, co = wt.shape
     off = ky * wp + kx
     n = x.shape[0]
-    tasks = _n_tasks(n, B)
+    tasks = geom.tasks
     for task in prange(tasks):
         b0, b1 = _task_blocks(n, B, task, tasks)
         span_max = (B - 1) * hp * wp + L  # sweep positions of a whole block
@@ -969,7 +964,7 @@ def _uint8_conv_nb(
     n_planes = 2 * u.shape[1] * (1 << (kw - 1)) + 1
     n = u.shape[0]
     lb = 8 * lanes.itemsize
-    tasks = _n_tasks(n, B)
+    tasks = geom.tasks
     for task in prange(tasks):
         b0, b1 = _task_blocks(n, B, task, tasks)
         span_max = (B - 1) * hp * wp + L
@@ -1242,7 +1237,8 @@ class ConvGeom(NamedTuple):
     ph: int  # fused OR-pool kernel = stride (rows); 1 = none
     pw: int  # fused OR-pool (columns)
     fan_in: int  # K = kh * kw * C
-    block: int  # B: samples per parallel task
+    block: int  # B: samples per block
+    tasks: int  # parallel tasks (one per thread, at most one per block)
 
 
 def _conv_plan(n, hw, taps, stride, padding, pool, threads):
@@ -1266,8 +1262,11 @@ def _conv_plan(n, hw, taps, stride, padding, pool, threads):
     sweep = ((ho - 1) * stride[0] + 1) * wp
     block = max(1, min(SWEEP_POSITIONS // (hp * wp), -(-n // threads)))
     pt, _, pl, _ = padding
+    # the task count is an argument: numba.get_num_threads() in compiled code made every conv
+    # kernel uncachable (a ctypes global), so each process compiled them again
+    tasks = max(1, min(-(-n // block), threads))
     geom = ConvGeom(*(int(v) for v in (taps.channels, pt, pl, hp, wp, sweep, *stride, ph, pw,
-                                       taps.fan_in, block)))
+                                       taps.fan_in, block, tasks)))
     co = taps.weight.shape[1]
     plan = geom, (ho, wo, co), (ho // ph, wo // pw, (co + 63) // 64)
     taps.plans[key] = plan
