@@ -145,9 +145,10 @@ def measure_gemm(
     """Binary GEMM (m x k bits) x (n x k bits) -> int32: fast kernel vs NumPy reference vs peak.
 
     Returns per-thread-count results (``best``/``median`` seconds, bit-ops/s, fraction of the
-    same-thread-count peak, measured right before each timed call: best and median of the
-    per-round fractions) for ``xnor_gemm`` and ``xnor_gemm_threshold``, and the reference
-    (single-threaded NumPy) with the speed-up of the fast kernel over it.
+    same-thread-count peak, measured right before each timed call: the best rate over the
+    best peak, and the median of the per-round fractions) for ``xnor_gemm`` and
+    ``xnor_gemm_threshold``, and the reference (single-threaded NumPy) with the speed-up of
+    the fast kernel over it.
     """
     from ..packed import kernels, reference
 
@@ -176,18 +177,21 @@ def measure_gemm(
             ),
         ):
             fn()  # compile / warm up
-            times, fracs = [], []
+            times, fracs, kernel_peaks = [], [], []
             for _ in range(repeats):  # peak and kernel side by side: the load hits both
                 peak = peak_xor_popcount(threads=t, seconds=0.1, repeats=1)["bitops_per_s"]
                 dt, _ = _time(fn, 1)
-                peaks.append(peak)
+                kernel_peaks.append(peak)
                 times.append(dt)
                 fracs.append(ops / dt / peak)
+            peaks += kernel_peaks
             res[name] = {
                 "best_s": min(times),
                 "median_s": float(np.median(times)),
                 "bitops_per_s": ops / min(times),
-                "fraction_of_peak": max(fracs),
+                # best over best: the largest per-pair ratio came out at 1.24 once, when one
+                # peak sample was slowed by load and its kernel sample was not
+                "fraction_of_peak": ops / min(times) / max(kernel_peaks),
                 "fraction_of_peak_median": float(np.median(fracs)),
                 "speedup_vs_reference": rb / min(times),
             }
