@@ -1,6 +1,7 @@
-"""First dense layer on uint8 rows: the int8 GEMM (torch._int_mm and the numba fallback) with
-the exact 128-shift correction and, below BITPLANE_MAX_ROWS rows, the bit-plane column kernel;
-plain and fused with the threshold, vs the float64 reference and an int64 matmul."""
+"""First dense layer on uint8 rows: oneDNN's uint8 x int8 linear, the int8 GEMM (torch._int_mm
+and the numba fallback) with the exact 128-shift correction and, below BITPLANE_MAX_ROWS rows,
+the bit-plane column kernel; plain and fused with the threshold, vs the float64 reference and
+an int64 matmul."""
 
 import os
 import subprocess
@@ -20,7 +21,8 @@ THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
 
 # (M, N, K): batch 1, K below / at / above word multiples, the paper MLP's 784, odd N
 SHAPES = [(1, 1, 1), (1, 10, 784), (3, 5, 63), (7, 11, 64), (13, 7, 65), (66, 200, 130),
-          (130, 70, 784), (2, 129, 3), (5, 300, 784)]
+          (130, 70, 784), (2, 129, 3), (5, 300, 784), (300, 4000, 100)]  # 300: two oneDNN blocks
+assert kernels.ONEDNN_BLOCK_BYTES // (4 * 4000) < 300
 assert min(m for m, _, _ in SHAPES) < kernels.BITPLANE_MAX_ROWS <= max(m for m, _, _ in SHAPES)
 
 
@@ -46,6 +48,8 @@ def test_uint8_gemm_equals_integer_matmul(m, n, k):
         for threads in THREADS:
             got = kernels.uint8_gemm(u, wts, threads=threads, use_torch=use_torch)
             assert got.dtype == np.int32 and np.array_equal(got, want), (use_torch, threads)
+    if m >= kernels.BITPLANE_MAX_ROWS:  # torch's oneDNN quantized linear took these rows
+        assert wts.plans["onednn"] is not None
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)

@@ -196,6 +196,7 @@ class Int8Weights(NamedTuple):
     colsum: np.ndarray  # int32 (N,), sum_k w[k, n]
     bits_t: np.ndarray  # uint64 (n_words(K), N), the packed rows b transposed
     pcw: np.ndarray  # int64 (N,), popcount of row n of b (its +1 weights)
+    plans: dict  # the fast kernels' prepared forms (oneDNN's packed weight), made on first use
 
 
 def int8_weights(b: np.ndarray, k: int) -> Int8Weights:
@@ -205,7 +206,7 @@ def int8_weights(b: np.ndarray, k: int) -> Int8Weights:
     b = np.asarray(b)
     w = np.ascontiguousarray(unpack_signs(b, k).T)
     return Int8Weights(w, w.sum(axis=0, dtype=np.int32), np.ascontiguousarray(b.T),
-                       np.bitwise_count(b).sum(axis=1, dtype=np.int64))
+                       np.bitwise_count(b).sum(axis=1, dtype=np.int64), {})
 
 
 def _check_u8(u: np.ndarray, wts: Int8Weights) -> np.ndarray:
