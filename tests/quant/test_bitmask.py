@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from xnorlab.quant.bitmask import masked_grad, pack_positive, pack_unit_mask, unpack_pm1
+from xnorlab.quant.binarizers import sign
+from xnorlab.quant.bitmask import (
+    masked_grad,
+    pack_positive,
+    pack_unit_mask,
+    sign_bits,
+    unpack_pm1,
+)
 
 SPECIALS = [0.0, -0.0, 1.0, -1.0, 1.0000001, -1.0000001, float("nan"), float("inf"),
             -float("inf"), 1e-45, -1e-45]
@@ -20,6 +27,19 @@ def test_packs_like_numpy_packbits(n):
     assert torch.equal(pack_positive(x), torch.from_numpy(np.packbits((x > 0).numpy())))
     assert torch.equal(pack_unit_mask(x),
                        torch.from_numpy(np.packbits((x.abs() <= 1).numpy())))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 1001, 4096])
+def test_sign_bits_gives_sign_its_bits_the_mask_and_the_count_outside_in_one_pass(n):
+    x = values(n).reshape(1, n)
+    x[0, -1] = -float("nan")  # a NaN's sign bit decides its sign, as in torch.copysign
+    signs, bits, mask, outside = sign_bits(x)
+    expect = sign(x)
+    assert signs.shape == x.shape and signs.dtype == torch.float32
+    assert torch.equal(signs.view(torch.int32), expect.view(torch.int32))
+    assert torch.equal(bits, pack_positive(expect))
+    assert torch.equal(mask, pack_unit_mask(x))
+    assert outside == int((~(x.abs() <= 1)).sum())
 
 
 def test_unpack_pm1_round_trips_signs_in_shape():

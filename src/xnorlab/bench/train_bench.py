@@ -93,15 +93,14 @@ class _LegacyWeightSign(torch.autograd.Function):
     """The weight sign as it was: save W, build and apply the mask in backward."""
 
     @staticmethod
-    def forward(ctx, w: torch.Tensor, sign: Callable, ste_mask: Callable):  # type: ignore[override]
+    def forward(ctx, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(w)
-        ctx.ste_mask = ste_mask
-        return sign(w)
+        return _legacy_sign(w)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         (w,) = ctx.saved_tensors
-        return ctx.ste_mask(w, grad), None, None
+        return _legacy_ste_mask(w, grad)
 
 
 @contextlib.contextmanager
@@ -111,9 +110,9 @@ def legacy_ops(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    names = ("sign", "_ste_mask", "WeightSignSTE")
+    names = ("sign", "_ste_mask", "_weight_sign")
     saved = [getattr(binarizers, n) for n in names]
-    for n, legacy in zip(names, (_legacy_sign, _legacy_ste_mask, _LegacyWeightSign),
+    for n, legacy in zip(names, (_legacy_sign, _legacy_ste_mask, _LegacyWeightSign.apply),
                          strict=True):
         setattr(binarizers, n, legacy)
     try:

@@ -99,12 +99,18 @@ def binarize_approx(x: torch.Tensor) -> torch.Tensor:
     return ApproxSignSTE.apply(x)
 
 
+def _weight_sign(w: torch.Tensor) -> torch.Tensor:
+    # A latent weight: one pass for the sign, its bits and the STE check (see quant.fused).
+    signs, bits = WeightSignSTE.apply(w, _ste_mask)
+    return lean.mark_pm1(signs, bits)
+
+
 def binarize_det(x: torch.Tensor) -> torch.Tensor:
     """Deterministic binarization ``sign(x)`` (sign(0)=+1) with the clipped STE backward."""
-    if x.requires_grad and x.grad_fn is None:  # a latent weight: see quant.fused
-        return lean.mark_pm1(WeightSignSTE.apply(x, sign, _ste_mask))
+    if x.requires_grad and x.grad_fn is None:
+        return _weight_sign(x)
     if lean.active():  # quant.lean_backward: the STE mask saved as bits (same gradients)
-        out = lean.lean_sign(x, sign)
+        out = lean.lean_sign(x)
         return out if out is not None else lean.mark_pm1(SignSTE.apply(x))
     return SignSTE.apply(x)
 

@@ -1,48 +1,142 @@
 """One-pass numba kernels that store a float32 tensor's predicate as bits and read it back.
 
 quant.lean saves a binary layer's +-1 values and its straight-through mask ``|x| <= 1`` as 1 bit
-per value. As torch and NumPy ops that took a compare, a bool tensor, ``np.packbits`` and, to
-read back, ``np.unpackbits``, a cast and two arithmetic passes: lean training steps were 28%
-slower than standard ones. Each kernel here is one pass over the float32 data, 7-20x faster
-single-threaded. The bit layout is ``np.packbits``'s: byte ``i`` holds values ``8i..8i+7``,
-the first in the most significant bit; the last byte's unused bits are 0.
+per value. The bit layout is ``np.packbits``'s: byte ``i`` holds values ``8i..8i+7``, the first
+in the most significant bit; the last byte's unused bits are 0.
+
+Each kernel is one pass over the float32 data, in blocks of :data:`BLOCK` values: a loop that
+LLVM vectorizes turns values into 0/1 flag bytes (or back), and one multiply packs or spreads 8
+flags per byte. :func:`sign_bits` also produces the sign itself, so a binarizer reads its
+input once for the sign, its bits and the mask.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from numba import njit
 
-__all__ = ["masked_grad", "pack_positive", "pack_unit_mask", "unpack_pm1"]
+__all__ = ["masked_grad", "pack_positive", "pack_unit_mask", "sign_bits", "unpack_pm1"]
+
+_ONE = np.float32(1.0)
+_ZERO = np.float32(0.0)
+#: Flags (one 0/1 byte per value, as a little-endian uint64) times this, >> 56: the 8 flags
+#: as one byte, the first in the most significant bit (no two partial products collide).
+_PACK = np.uint64(0x8040201008040201)
+#: A byte times 0x0101010101010101, masked with this: byte j keeps bit 7 - j of it.
+_SPREAD, _SELECT = np.uint64(0x0101010101010101), np.uint64(0x0102040810204080)
+#: Values per block: the block's flags stay in L1 between the two loops.
+BLOCK = 4096
+
+
+@njit(cache=True, inline="always")
+def _sign(v):  # pragma: no cover - compiled
+    # binarizers.sign: copysign(1, v + 0), so -0.0 gives +1 (a NaN keeps its sign bit).
+    return np.float32(math.copysign(_ONE, v + _ZERO))
+
+
+# Every loop below runs over plain slices with the loop variable as the index: numba checks a
+# computed index for wraparound, which kept such loops scalar (3-10x slower).
+
+@njit(cache=True)
+def _flags(xs, unit_mask, fs):  # pragma: no cover - compiled
+    for k in range(xs.size):
+        v = xs[k]
+        bit = (abs(v) <= _ONE) if unit_mask else (v > _ZERO)
+        fs[k] = np.uint8(1) if bit else np.uint8(0)
+
+
+@njit(cache=True)
+def _sign_flags(xs, signs, fs, fm):  # pragma: no cover - compiled
+    outside = 0
+    for k in range(xs.size):
+        v = xs[k]
+        s = _sign(v)
+        signs[k] = s
+        fs[k] = np.uint8(1) if s > _ZERO else np.uint8(0)
+        inside = abs(v) <= _ONE
+        fm[k] = np.uint8(1) if inside else np.uint8(0)
+        outside += 0 if inside else 1
+    return outside
+
+
+@njit(cache=True)
+def _flags_to_bits(fs, out):  # pragma: no cover - compiled
+    # fs holds 8 * out.size flags (the last word zero-padded by the caller).
+    words = fs.view(np.uint64)
+    for w in range(out.size):
+        out[w] = np.uint8((words[w] * _PACK) >> np.uint64(56))
+
+
+@njit(cache=True)
+def _bits_to_flags(bits, fs):  # pragma: no cover - compiled
+    words = fs.view(np.uint64)
+    for w in range(bits.size):
+        words[w] = (np.uint64(bits[w]) * _SPREAD) & _SELECT
+
+
+@njit(cache=True)
+def _padded(fs, m):  # pragma: no cover - compiled
+    # The flags of a block's m values, zero-filled to whole bytes.
+    whole = (m + 7) // 8 * 8
+    for k in range(m, whole):
+        fs[k] = 0
+    return fs[:whole]
 
 
 @njit(cache=True)
 def _pack_nb(x, unit_mask, out):  # pragma: no cover - compiled
-    n = x.size
-    for i in range(out.size):
-        byte = 0
-        for j in range(8):
-            k = i * 8 + j
-            bit = 0
-            if k < n:
-                v = x[k]
-                bit = 1 if (abs(v) <= 1.0 if unit_mask else v > 0.0) else 0
-            byte = (byte << 1) | bit
-        out[i] = byte
+    fs = np.empty(BLOCK, np.uint8)
+    for start in range(0, x.size, BLOCK):
+        m = min(BLOCK, x.size - start)
+        _flags(x[start:start + m], unit_mask, fs)
+        _flags_to_bits(_padded(fs, m), out[start // 8:(start + m + 7) // 8])
+
+
+@njit(cache=True)
+def _sign_bits_nb(x, signs, sign_out, mask_out):  # pragma: no cover - compiled
+    fs = np.empty(BLOCK, np.uint8)
+    fm = np.empty(BLOCK, np.uint8)
+    outside = 0
+    for start in range(0, x.size, BLOCK):
+        m = min(BLOCK, x.size - start)
+        outside += _sign_flags(x[start:start + m], signs[start:start + m], fs, fm)
+        _flags_to_bits(_padded(fs, m), sign_out[start // 8:(start + m + 7) // 8])
+        _flags_to_bits(_padded(fm, m), mask_out[start // 8:(start + m + 7) // 8])
+    return outside
+
+
+@njit(cache=True)
+def _pm1(fs, out):  # pragma: no cover - compiled
+    for k in range(out.size):
+        out[k] = _ONE if fs[k] else -_ONE
+
+
+@njit(cache=True)
+def _times_flags(g, fs, out):  # pragma: no cover - compiled
+    # g * 1.0 or g * 0.0, as torch's grad * bool_mask: a masked negative gradient gives -0.0.
+    for k in range(out.size):
+        out[k] = g[k] * (_ONE if fs[k] else _ZERO)
 
 
 @njit(cache=True)
 def _unpack_pm1_nb(p, out):  # pragma: no cover - compiled
-    for k in range(out.size):
-        out[k] = 1.0 if (p[k >> 3] >> (7 - (k & 7))) & 1 else -1.0
+    fs = np.empty(BLOCK, np.uint8)
+    for start in range(0, out.size, BLOCK):
+        m = min(BLOCK, out.size - start)
+        _bits_to_flags(p[start // 8:(start + m + 7) // 8], fs)
+        _pm1(fs, out[start:start + m])
 
 
 @njit(cache=True)
 def _masked_nb(g, p, out):  # pragma: no cover - compiled
-    # g * 1.0 or g * 0.0, as torch's grad * bool_mask: a masked negative gradient gives -0.0.
-    for k in range(out.size):
-        out[k] = g[k] * (1.0 if (p[k >> 3] >> (7 - (k & 7))) & 1 else 0.0)
+    fs = np.empty(BLOCK, np.uint8)
+    for start in range(0, out.size, BLOCK):
+        m = min(BLOCK, out.size - start)
+        _bits_to_flags(p[start // 8:(start + m + 7) // 8], fs)
+        _times_flags(g[start:start + m], fs, out[start:start + m])
 
 
 def _flat(x: torch.Tensor) -> np.ndarray:
@@ -51,9 +145,13 @@ def _flat(x: torch.Tensor) -> np.ndarray:
     return x.detach().contiguous().reshape(-1).numpy()
 
 
+def _bytes_for(n: int) -> np.ndarray:
+    return np.empty((n + 7) // 8, dtype=np.uint8)
+
+
 def _pack(x: torch.Tensor, unit_mask: bool) -> torch.Tensor:
     flat = _flat(x)
-    out = np.empty((flat.size + 7) // 8, dtype=np.uint8)
+    out = _bytes_for(flat.size)
     _pack_nb(flat, unit_mask, out)
     return torch.from_numpy(out)
 
@@ -66,6 +164,18 @@ def pack_positive(x: torch.Tensor) -> torch.Tensor:
 def pack_unit_mask(x: torch.Tensor) -> torch.Tensor:
     """The bits of ``|x| <= 1`` (the clipped straight-through mask) as a flat uint8 tensor."""
     return _pack(x, True)
+
+
+def sign_bits(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """In one pass over ``x``: ``binarizers.sign(x)`` (float32, ``x``'s shape), the bits of that
+    sign (as :func:`pack_positive` of it), the bits of ``|x| <= 1`` (as :func:`pack_unit_mask`)
+    and the number of values outside ``[-1, 1]`` (NaN included)."""
+    flat = _flat(x)
+    signs = np.empty_like(flat)
+    sign_out, mask_out = _bytes_for(flat.size), _bytes_for(flat.size)
+    outside = _sign_bits_nb(flat, signs, sign_out, mask_out)
+    return (torch.from_numpy(signs).reshape(x.shape), torch.from_numpy(sign_out),
+            torch.from_numpy(mask_out), int(outside))
 
 
 def unpack_pm1(p: torch.Tensor, shape: torch.Size) -> torch.Tensor:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .bitmask import masked_grad, pack_positive, pack_unit_mask, unpack_pm1
+from .bitmask import masked_grad, pack_positive, pack_unit_mask, sign_bits, unpack_pm1
 
 __all__ = [
     "LeanSaving",
@@ -69,16 +69,21 @@ def _whole_storage(t: torch.Tensor) -> bool:
             and t.numel() * t.element_size() == t.untyped_storage().nbytes())
 
 
-def _mark(t: torch.Tensor, kind: str, low: int = 0, high: int = 0) -> torch.Tensor:
+def _mark(t: torch.Tensor, kind: str, low: int = 0, high: int = 0,
+          bits: torch.Tensor | None = None) -> torch.Tensor:
     reg = _registry()
     if reg is not None and t.dtype == torch.float32 and _whole_storage(t):
-        reg[t.untyped_storage().data_ptr()] = _Mark(weakref.ref(t), kind, low, high)
+        mark = _Mark(weakref.ref(t), kind, low, high)
+        if bits is not None:
+            mark.packed = _Packed(t, mark, bits)
+        reg[t.untyped_storage().data_ptr()] = mark
     return t
 
 
-def mark_pm1(t: torch.Tensor) -> torch.Tensor:
-    """Declare that ``t`` holds only +-1 (stored as 1 bit if autograd saves it)."""
-    return _mark(t, "pm1")
+def mark_pm1(t: torch.Tensor, bits: torch.Tensor | None = None) -> torch.Tensor:
+    """Declare that ``t`` holds only +-1 (stored as 1 bit if autograd saves it). ``bits``:
+    ``t``'s signs already packed (``bitmask.pack_positive(t)``), when the binarizer made them."""
+    return _mark(t, "pm1", bits=bits)
 
 
 #: float32 holds every integer below this exactly (and sums of them stay exact).
@@ -118,10 +123,10 @@ class _Packed:
 
     __slots__ = ("data", "kind", "base_shape")
 
-    def __init__(self, base: torch.Tensor, mark: _Mark) -> None:
+    def __init__(self, base: torch.Tensor, mark: _Mark, bits: torch.Tensor | None = None) -> None:
         self.kind, self.base_shape = mark.kind, base.shape
         if mark.kind == "pm1":
-            self.data = pack_positive(base)
+            self.data = pack_positive(base) if bits is None else bits
         else:
             # The values decide the dtype (a first layer's sums of pixels usually fit int16
             # though its bound does not); a value outside the promise costs memory, never
@@ -201,10 +206,15 @@ class LeanSaving:
 
 class LeanSignSTE(torch.autograd.Function):
     """``SignSTE`` / ``StochasticSignSTE`` saving the straight-through mask ``|x| <= 1`` as
-    bits instead of ``x``. ``binarize(x)`` computes the forward value (without autograd)."""
+    bits instead of ``x``. ``binarize(x)`` computes the forward value (without autograd);
+    None is the deterministic sign, made in the same pass as its bits and the mask."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, binarize: Callable) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, binarize: Callable | None) -> torch.Tensor:  # type: ignore[override]
+        if binarize is None:
+            signs, bits, mask, _ = sign_bits(x)
+            ctx.save_for_backward(mask)
+            return mark_pm1(signs, bits)
         ctx.save_for_backward(pack_unit_mask(x))
         return mark_pm1(binarize(x))
 
@@ -215,8 +225,9 @@ class LeanSignSTE(torch.autograd.Function):
         return masked_grad(grad_out, bits), None
 
 
-def lean_sign(x: torch.Tensor, binarize: Callable) -> torch.Tensor | None:
+def lean_sign(x: torch.Tensor, binarize: Callable | None = None) -> torch.Tensor | None:
     """``binarize(x)`` with a bit-packed STE mask, or None when the standard path applies.
+    ``binarize=None``: the deterministic sign (``binarizers.sign``).
 
     A leaf ``x`` (a latent weight) keeps the standard path, which saves the parameter itself
     (no extra memory); its +-1 output is marked so that a saved copy is stored as bits.
