@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, prange
 
 __all__ = ["masked_grad", "pack_positive", "pack_unit_mask", "sign_bits", "unpack_pm1"]
 
@@ -86,22 +86,24 @@ def _padded(fs, m):  # pragma: no cover - compiled
     return fs[:whole]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _pack_nb(x, unit_mask, out):  # pragma: no cover - compiled
-    fs = np.empty(BLOCK, np.uint8)
-    for start in range(0, x.size, BLOCK):
+    for b in prange((x.size + BLOCK - 1) // BLOCK):
+        start = b * BLOCK
         m = min(BLOCK, x.size - start)
+        fs = np.empty(BLOCK, np.uint8)
         _flags(x[start:start + m], unit_mask, fs)
         _flags_to_bits(_padded(fs, m), out[start // 8:(start + m + 7) // 8])
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _sign_bits_nb(x, signs, sign_out, mask_out):  # pragma: no cover - compiled
-    fs = np.empty(BLOCK, np.uint8)
-    fm = np.empty(BLOCK, np.uint8)
     outside = 0
-    for start in range(0, x.size, BLOCK):
+    for b in prange((x.size + BLOCK - 1) // BLOCK):
+        start = b * BLOCK
         m = min(BLOCK, x.size - start)
+        fs = np.empty(BLOCK, np.uint8)
+        fm = np.empty(BLOCK, np.uint8)
         outside += _sign_flags(x[start:start + m], signs[start:start + m], fs, fm)
         _flags_to_bits(_padded(fs, m), sign_out[start // 8:(start + m + 7) // 8])
         _flags_to_bits(_padded(fm, m), mask_out[start // 8:(start + m + 7) // 8])
@@ -121,20 +123,22 @@ def _times_flags(g, fs, out):  # pragma: no cover - compiled
         out[k] = g[k] * (_ONE if fs[k] else _ZERO)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _unpack_pm1_nb(p, out):  # pragma: no cover - compiled
-    fs = np.empty(BLOCK, np.uint8)
-    for start in range(0, out.size, BLOCK):
+    for b in prange((out.size + BLOCK - 1) // BLOCK):
+        start = b * BLOCK
         m = min(BLOCK, out.size - start)
+        fs = np.empty(BLOCK, np.uint8)
         _bits_to_flags(p[start // 8:(start + m + 7) // 8], fs)
         _pm1(fs, out[start:start + m])
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _masked_nb(g, p, out):  # pragma: no cover - compiled
-    fs = np.empty(BLOCK, np.uint8)
-    for start in range(0, out.size, BLOCK):
+    for b in prange((out.size + BLOCK - 1) // BLOCK):
+        start = b * BLOCK
         m = min(BLOCK, out.size - start)
+        fs = np.empty(BLOCK, np.uint8)
         _bits_to_flags(p[start // 8:(start + m + 7) // 8], fs)
         _times_flags(g[start:start + m], fs, out[start:start + m])
 
