@@ -7,6 +7,7 @@ from xnorlab.quant.bitmask import (
     masked_grad,
     pack_positive,
     pack_unit_mask,
+    sample_pm1,
     sign_bits,
     unpack_pm1,
 )
@@ -66,3 +67,15 @@ def test_non_contiguous_input_packs_its_values():
 def test_rejects_other_dtypes():
     with pytest.raises(TypeError, match="float32"):
         pack_positive(torch.ones(4, dtype=torch.float64))
+
+
+def test_sample_pm1_is_torchs_where_over_hard_sigmoid_bitwise():
+    from xnorlab.quant.binarizers import hard_sigmoid
+
+    x = torch.cat([values(4099), torch.tensor([-1.0, 1.0, -3.0, 3.0, float("nan")])])
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    u[:3] = torch.tensor([0.0, 0.5, 0.9999999])
+    x[:3] = torch.tensor([-1.0, 0.0, 1.0])  # p = 0, 0.5, 1: the boundaries of u < p
+    one = torch.ones(())
+    expect = torch.where(u < hard_sigmoid(x), one, -one)
+    assert torch.equal(sample_pm1(x.reshape(1, -1), u.reshape(1, -1)), expect.reshape(1, -1))

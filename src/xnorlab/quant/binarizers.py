@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import lean
+from .bitmask import sample_pm1
 from .fused import WeightSignSTE
 
 __all__ = [
@@ -64,8 +65,10 @@ class SignSTE(torch.autograd.Function):
 
 def _sample_sign(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    one = torch.ones((), dtype=x.dtype, device=x.device)
     # u is in [0, 1): p = 1 always gives +1 and p = 0 always gives -1.
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        return sample_pm1(x, u)  # the same values in one pass
+    one = torch.ones((), dtype=x.dtype, device=x.device)
     return torch.where(u < hard_sigmoid(x), one, -one)
 
 
