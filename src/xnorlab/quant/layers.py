@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import lean
+from . import lean, xnor_linear
 from .registry import Quantizer, get_quantizer
 
 __all__ = [
@@ -147,9 +147,9 @@ class BinaryLinear(_BinaryMixin, nn.Linear):
         w, scale = self._kernel()
         xq = self._quantize_input(x)
         if scale is None and not self.activation_scale:
-            out = F.linear(xq, w, self.bias)
+            out = F.linear(xq, w, self.bias) if self.bias is not None else xnor_linear.linear(xq, w)
             return self._mark_integer(x, out, self.in_features, self.bias is not None)
-        out = self._mark_integer(x, F.linear(xq, w), self.in_features, False)
+        out = self._mark_integer(x, xnor_linear.linear(xq, w), self.in_features, False)
         if scale is not None:
             out = out * scale.reshape(-1)
         if self.activation_scale:

@@ -39,6 +39,7 @@ __all__ = [
     "lean_sign",
     "mark_int",
     "mark_pm1",
+    "pm1_bits",
     "set_observer",
 ]
 
@@ -97,6 +98,17 @@ def mark_int(t: torch.Tensor, low: int, high: int) -> torch.Tensor:
     if max(abs(low), abs(high)) >= EXACT_INT:
         return t
     return _mark(t, "int", low, high)
+
+
+def pm1_bits(t: torch.Tensor) -> torch.Tensor | None:
+    """The packed signs of ``t`` (``bitmask.pack_positive(t)``) if ``t`` is a whole +-1
+    tensor marked with its bits (by its binarizer) in this lean forward; else None."""
+    reg = _registry()
+    entry = reg.get(t.untyped_storage().data_ptr()) if reg else None
+    if (entry is None or entry.kind != "pm1" or entry.packed is None
+            or entry.ref() is None or not _whole_storage(t) or t.dtype != torch.float32):
+        return None
+    return entry.packed.data
 
 
 def int_bound(t: torch.Tensor) -> int | None:
