@@ -75,6 +75,22 @@ def test_targets_give_best_and_median_and_whether_met():
         evaluate(report, {"kind": "nope"})
 
 
+def test_speedup_ceiling_puts_binary_layers_at_the_peak_and_keeps_the_rest():
+    table = {"threads": 1, "batch": 64, "peak_bitops_per_s": 1e9, "layers": [
+        {"layer": "dense uint8", "best_s": 0.3, "macs_per_image": 10, "int8_macs_per_s": 1.0},
+        {"layer": "dense binary", "best_s": 0.5, "macs_per_image": 1e6,
+         "fraction_of_peak": 0.128},      # 0.064 s at the peak
+        {"layer": "dense binary", "best_s": 0.01, "macs_per_image": 1e6,
+         "fraction_of_peak": 6.4}]}       # already faster than the peak: kept as measured
+    rows = _rows(100, 90, 10, 9)
+    rows[1]["best_s"] = 6.4 / 10          # torch: 64 images at 10 images/s
+    report = {"models": {"m": {"results": rows, "layer_tables": [table]}}}
+    spec = {"kind": "speedup", "model": "m", "threads": 1, "batch": 64, "min": 12}
+    assert np.isclose(evaluate(report, spec)["ceiling"], 0.64 / (0.3 + 0.064 + 0.01))
+    assert evaluate(report, {**spec, "batch": 1})["ceiling"] is None  # no table there
+    assert "ceiling" not in evaluate(report, {"kind": "scaling", "model": "m", "batch": 64})
+
+
 def test_machine_fingerprint_is_written_and_stable(tmp_path):
     out = tmp_path / "m.json"
     assert machine.main([str(out)]) == 0

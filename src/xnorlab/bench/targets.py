@@ -7,6 +7,12 @@ fraction of the peak at ``threads``), ``size_ratio`` or ``binary_weight_ratio`` 
 packed bytes of the binarized layers' weights, for a graph whose real layers stay float) -- the
 ``model`` it is about and the ``min`` it must reach. Every value is given for the best and for
 the median repeats.
+
+A ``speedup`` target also gets a ``ceiling`` where the model has a per-layer table at its
+threads and batch: the speed-up if every binary layer ran at the machine's measured
+XOR+popcount peak while the other steps (the uint8 first layer, real layers) kept their
+measured times. A floor above the ceiling cannot be met by a faster popcount kernel on this
+machine; the table says which step stands in the way.
 """
 
 from __future__ import annotations
@@ -27,6 +33,22 @@ def _ratio(num: dict | None, den: dict | None) -> tuple[float | None, float | No
         return None, None
     return (num["images_per_s_best"] / den["images_per_s_best"],
             num["images_per_s_median"] / den["images_per_s_median"])
+
+
+def popcount_ceiling(entry: Mapping[str, Any], threads: int, batch: int) -> float | None:
+    """Float32 torch's best time over the per-layer table's times with every binary layer at
+    the peak (never slower than measured); None without that table or torch figure."""
+    table = next((t for t in entry.get("layer_tables", [])
+                  if t["threads"] == threads and t["batch"] == batch), None)
+    torch_row = _pick(entry.get("results", []), FLOAT, threads, batch)
+    if table is None or torch_row is None:
+        return None
+    total = 0.0
+    for row in table["layers"]:
+        at_peak = (row["macs_per_image"] * batch / table["peak_bitops_per_s"]
+                   if "fraction_of_peak" in row else row["best_s"])
+        total += min(row["best_s"], at_peak)
+    return torch_row["best_s"] / total if total > 0 else None
 
 
 def evaluate(report: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,9 +72,12 @@ def evaluate(report: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, An
         raise ValueError(f"unknown target kind {kind!r}")
     floor = spec.get("min")
     met = None if best is None or floor is None else bool(best >= floor)
-    return {"kind": kind, "model": spec.get("model"), "best": best, "median": med,
-            "min": floor, "met": met, "met_by_median": None if med is None or floor is None
-            else bool(med >= floor)}
+    out = {"kind": kind, "model": spec.get("model"), "best": best, "median": med,
+           "min": floor, "met": met, "met_by_median": None if med is None or floor is None
+           else bool(med >= floor)}
+    if kind == "speedup":
+        out["ceiling"] = popcount_ceiling(entry, spec["threads"], spec["batch"])
+    return out
 
 
 def evaluate_all(report: Mapping[str, Any], specs: Mapping[str, Mapping[str, Any]]
