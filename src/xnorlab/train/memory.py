@@ -9,7 +9,9 @@ module counts the model's own bytes instead, for one training step (forward, bac
   the bytes of the packed forms (see :mod:`xnorlab.quant.lean`);
 * the step's peak: the largest rise of the C heap (glibc ``mallinfo2``, where torch's CPU
   tensors live) above its level before the step, read after every op;
-* as a cross-check, the rise of RSS above the level before the step (memory-profiler).
+* as a cross-check, the rise of RSS above the level before the step (memory-profiler), with
+  the C heap's free pages first given back to the OS (``malloc_trim``): otherwise a process
+  that ran a bigger step before reuses its pages and the rise reads 0.
 """
 
 from __future__ import annotations
@@ -121,12 +123,19 @@ def saved_tensor_bytes(model: nn.Module, forward: Callable[[], torch.Tensor]) ->
     return {"saved_bytes": counter.bytes, "saved_tensors": counter.count}
 
 
+def _trim_heap() -> None:
+    """Return the C heap's free pages to the OS (glibc ``malloc_trim``; a no-op elsewhere)."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
 def _rss_rise_mb(fn: Callable[[], None]) -> float | None:
-    """Peak RSS (MB) while ``fn`` runs minus RSS just before, by memory-profiler; None where
-    its monitor process cannot start (e.g. inside daemonic sweep workers)."""
+    """Peak RSS (MB) while ``fn`` runs minus RSS just before, by memory-profiler, the heap
+    trimmed first; None where its monitor process cannot start (e.g. in daemonic workers)."""
     try:
         from memory_profiler import memory_usage
 
+        _trim_heap()
         before = memory_usage(-1, interval=0.01, max_usage=True)
         peak = memory_usage((fn, (), {}), interval=0.001, max_usage=True)
     except Exception:  # noqa: BLE001 - a cross-check, never a reason to fail a run
@@ -166,6 +175,7 @@ def step_memory(
             "step_peak_bytes": peak.rise if peak.start >= 0 else -1,
         }
         if rss:
+            opt.zero_grad(set_to_none=True)  # as before the heap-peak step
             out["rss_rise_mb"] = _rss_rise_mb(step)
     return out
 
