@@ -105,18 +105,18 @@ def test_narrow_channels_share_words(cin, kernel, words):
 
 
 @pytest.mark.parametrize(
-    "cin,kernel,lane",
-    [(1, 3, np.uint8), (8, 3, np.uint8), (8, 5, np.uint8), (8, 7, np.uint16), (9, 3, np.uint16),
-     (16, 3, np.uint16), (17, 3, np.uint32), (32, 3, np.uint32), (33, 3, None), (64, 3, None),
-     (70, 3, None)],
+    "cin,kernel,sums",
+    [(1, 3, np.uint8), (8, 3, np.uint8), (8, 5, np.uint8), (8, 7, np.uint16), (9, 3, np.uint8),
+     (16, 3, np.uint8), (17, 3, np.uint8), (25, 3, np.uint16), (32, 3, np.uint16), (33, 3, None),
+     (64, 3, None), (70, 3, None)],
 )
-def test_narrow_channels_take_one_pixel_per_lane(cin, kernel, lane):
-    """C <= 32: the binary conv sweeps one pixel per uint8 / 16 / 32 lane (the narrowest that
-    holds the channels and popcount sums up to K + 1); ``pixels`` is each kernel pixel's word."""
+def test_narrow_channels_sweep_byte_planes(cin, kernel, sums):
+    """C <= 32: the binary conv sweeps byte planes, its popcount sums in uint8 while at most
+    30 byte taps add up (8 bits each), else in uint16; ``pixels`` is each kernel pixel's word."""
     rng = np.random.default_rng(cin + kernel)
     w = pack_signs(_pm1(rng, (4, kernel, kernel, cin))).reshape(4, -1)
     taps = reference.conv_taps(w, cin, (kernel, kernel), uint8_input=False)
-    assert kernels.pixel_lane(taps) is lane
+    assert kernels.pixel_sums(taps) is sums
     if cin <= 64:
         assert np.array_equal(taps.pixels, w.T)
 

@@ -128,7 +128,7 @@ u = rng.integers(0, 256, size=(2, 200), dtype=np.uint8)  # batch 2: bit planes b
 wts = reference.int8_weights(pack_signs(xb), 200)
 assert np.array_equal(kernels.uint8_gemm(u, wts), u.astype(np.int64) @ xb.T)
 g = ((1, 1), (1, 1, 1, 1))
-for c in (16, 40):  # one pixel per uint16 lane; word taps
+for c in (16, 40):  # byte planes; word taps
     x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, c)))
     w = pack_signs(rng.choice([-1, 1], size=(5, 3, 3, c))).reshape(5, -1)
     taps = reference.conv_taps(w, c, (3, 3), False)
