@@ -231,7 +231,9 @@ class _Compute(Layer):
         """Apply the output stage to int32 (M, out) pre-activations."""
         if self.thresh is not None:
             return ops.threshold_pack(y, self.thresh, self.flip)
-        return y.astype(np.float32) * self.scale + self.shift
+        out = np.multiply(y, self.scale, dtype=np.float32)  # y as float32, times scale
+        out += self.shift
+        return out
 
 
 @dataclass(eq=False)
