@@ -158,3 +158,20 @@ def test_uint8_conv_at_the_int16_limit(cin):
     for flip in (np.zeros(6, bool), np.ones(6, bool), rng.random(6) < 0.5):
         bits = _bits(want, t, flip, (1, 1))
         assert np.array_equal(kernels.uint8_conv2d(u, taps, (1, 1), (0, 0, 0, 0), t, flip), bits)
+
+
+@pytest.mark.parametrize(
+    "hw,padding,hp_wp",
+    [((7, 7), (1, 1, 1, 1), (8, 8)),  # shared rows and columns: 64 positions, not 81
+     ((14, 14), (1, 1, 1, 1), (15, 16)),  # a 15-wide row is rounded up to an even 16
+     ((9, 9), (2, 1, 0, 2), (11, 12)),  # right padding wider than left: columns not shared
+     ((5, 5), (0, 2, 1, 1), (7, 6))],  # bottom padding wider than top: rows not shared
+)
+def test_conv_plan_shares_padding_between_rows_and_samples(hw, padding, hp_wp):
+    """A row's right padding is the next row's left padding and a sample's bottom padding the
+    next sample's top, where no wider: the sweep crosses fewer padding positions (the conv
+    tests above check every such geometry against the reference)."""
+    w = pack_signs(np.ones((4, 3, 3, 8))).reshape(4, -1)
+    taps = reference.conv_taps(w, 8, (3, 3), uint8_input=False)
+    geom, _, _ = kernels._conv_plan(64, hw, taps, (1, 1), padding, (1, 1), 1)
+    assert (geom.hp, geom.wp) == hp_wp

@@ -1299,9 +1299,16 @@ def _conv_plan(n, hw, taps, stride, padding, pool, threads):
         raise ValueError(f"pool must be >= (1, 1), got {pool}")
     if taps.weight.shape[0] % TAPS_PER_PASS or TAPS_PER_PASS != 3:  # the passes are unrolled
         raise ValueError("taps must come in whole passes of 3 (build them with conv_taps)")
+    pt, pb, pl, pr = padding
+    # Shared padding: a row's right padding is the next row's left padding, a sample's bottom
+    # rows the next sample's top rows (where they are no wider), so the sweep crosses fewer
+    # padding positions: 64 instead of 81 per 7x7 sample (suite CNN's 7x7 convs -20% time).
+    # Rows stay an even number of positions wide: odd widths (29, 15) made the 28x28 and 14x14
+    # convs 5-8% slower than the unshared 30 and 16.
+    hp, wp = hp - (pb if pb <= pt else 0), wp - (pr if pr <= pl else 0)
+    wp += wp % 2
     sweep = ((ho - 1) * stride[0] + 1) * wp
     block = max(1, min(SWEEP_POSITIONS // (hp * wp), -(-n // threads)))
-    pt, _, pl, _ = padding
     # the task count is an argument: numba.get_num_threads() in compiled code made every conv
     # kernel uncachable (a ctypes global), so each process compiled them again
     tasks = max(1, min(-(-n // block), threads))
