@@ -19,6 +19,9 @@ SHAPES = [
     (130, 13, 257),
     (33, 300, 1024),  # 16 words: the column kernel's widest rows, two column tiles
     (21, 70, 1025),  # 17 words: the tiled kernel
+    (1, 300, 1100),  # batch 1-3 with 17+ words: row by row, two output tiles, 4-row remainder
+    (2, 70, 4096),
+    (3, 257, 1025),
 ]
 
 
@@ -124,6 +127,8 @@ xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(70, 200))
 assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
 wa, wb = rng.choice([-1, 1], size=(9, 1100)), rng.choice([-1, 1], size=(13, 1100))  # tiled
 assert np.array_equal(kernels.xnor_gemm(pack_signs(wa), pack_signs(wb), 1100), wa @ wb.T)
+ra = wa[:1]  # batch 1: row by row
+assert np.array_equal(kernels.xnor_gemm(pack_signs(ra), pack_signs(wb), 1100), ra @ wb.T)
 u = rng.integers(0, 256, size=(2, 200), dtype=np.uint8)  # batch 2: bit planes by columns
 wts = reference.int8_weights(pack_signs(xb), 200)
 assert np.array_equal(kernels.uint8_gemm(u, wts), u.astype(np.int64) @ xb.T)
@@ -134,8 +139,8 @@ for c in (16, 40):  # byte planes; word taps
     taps = reference.conv_taps(w, c, (3, 3), False)
     want = reference.binary_conv2d(x, taps, *g)
     assert np.array_equal(kernels.binary_conv2d(x, taps, *g), want)
-for name in ("_xnor_gemm_nb", "_xnor_columns_nb", "_bitplane_columns_nb", "_binary_conv_nb",
-             "_bit_tap_sweep", "_pixel_conv_nb", "_pixel_tap_sweep"):
+for name in ("_xnor_gemm_nb", "_xnor_columns_nb", "_xnor_rows_nb", "_bitplane_columns_nb",
+             "_binary_conv_nb", "_bit_tap_sweep", "_pixel_conv_nb", "_pixel_tap_sweep"):
     asm = "\\n".join(getattr(kernels, name).inspect_asm().values())
     assert asm and "zmm" not in asm and "vpopcntq" not in asm, name + ": AVX-512 for AVX2"
 print("ok")
