@@ -836,13 +836,30 @@ def _scatter_block(ob, n0, nb, geom, tmp, out):  # pragma: no cover - compiled
         for _ in range(1, pw):
             _or_shifted(ob[g], sw, tmp)
     step = pw * sw
-    if ob.shape[0] == 1 and wco == 1:  # one lane row, one word: a plain widening copy
+    if wco == 1:  # one word per pixel: each row of words is contiguous (vectorised stores)
+        flat = out.reshape(-1)
         for b in range(nb):
             for qy in range(hq):
-                o = ob[0, b * hp * wp + qy * ph * sh * wp :: step][:wq]
-                dst = out[n0 + b, qy, :, 0]
-                for qx in range(wq):
-                    dst[qx] = np.uint64(o[qx])
+                d = flat[((n0 + b) * hq + qy) * wq :][:wq]
+                at = b * hp * wp + qy * ph * sh * wp
+                if step == 1:  # unpooled: contiguous lanes too (29 -> 14 us, uint8 conv)
+                    o = ob[0, at:][:wq]
+                    for qx in range(wq):
+                        d[qx] = np.uint64(o[qx])
+                    for g in range(1, ob.shape[0]):
+                        o = ob[g, at:][:wq]
+                        shift = np.uint64(lb * g)
+                        for qx in range(wq):
+                            d[qx] |= np.uint64(o[qx]) << shift
+                else:
+                    o = ob[0, at::step][:wq]
+                    for qx in range(wq):
+                        d[qx] = np.uint64(o[qx])
+                    for g in range(1, ob.shape[0]):
+                        o = ob[g, at::step][:wq]
+                        shift = np.uint64(lb * g)
+                        for qx in range(wq):
+                            d[qx] |= np.uint64(o[qx]) << shift
         return
     for b in range(nb):
         img = out[n0 + b]
