@@ -173,3 +173,26 @@ def test_activation_scale_not_exportable():
     cfg, shape = MODELS["mlp"]
     with pytest.raises(ExportError, match="activation_scale"):
         export_model(build_model(cfg, q, input_shape=shape), shape)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn28", "cnn_wide"])
+def test_prepared_passes_give_the_checked_path_results(name):
+    """The numba engine runs each input shape through prepared runners (built on first use,
+    kept per shape and thread count, at most MAX_PLANS of them): its scores equal the numpy
+    reference's at every batch size and thread count, in any order of calls."""
+    cfg, shape = MODELS[name]
+    torch.manual_seed(2)
+    model = build_model(cfg, "bnn", input_shape=shape)
+    u = _images(shape, 40, seed=3)
+    _randomize(model, u, seed=4)
+    ref = export_model(model, shape, backend="numpy", verify=False)
+    want = ref.scores(u)
+    for threads in (1, 2):
+        eng = export_model(model, shape, threads=threads, verify=False)
+        for lo, hi in [(0, 40), (0, 1), (5, 8), (0, 40), (9, 10)]:
+            assert np.array_equal(eng.scores(u[lo:hi]), want[lo:hi]), (threads, lo, hi)
+        assert len(eng._plans) == 3 and all(p is not None for p in eng._plans.values())
+    eng.MAX_PLANS = 2
+    for n in (1, 2, 3):
+        assert np.array_equal(eng.scores(u[:n]), want[:n])
+    assert len(eng._plans) <= 2

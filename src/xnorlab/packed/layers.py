@@ -22,6 +22,7 @@ fused in by the engine.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -188,6 +189,12 @@ class Layer:
         """Run the layer; returns the output and (if ``want_int``) the int pre-activations."""
         raise NotImplementedError
 
+    def runner(self, ops: Any, a: Act, **kwargs: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The forward pass (no pre-activations) prepared for inputs shaped like ``a``: a
+        callable from the input array to the output array, or None where this layer or
+        backend has none (the engine then runs :meth:`forward`)."""
+        return None
+
 
 @dataclass(eq=False)
 class _Compute(Layer):
@@ -337,6 +344,20 @@ class Dense(_Compute):
             return Act("bits_flat", out, features=n), y
         return Act("scores", out), y
 
+    def runner(self, ops: Any, a: Act, **kwargs: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+        m = a.data.shape[0]
+        if self.uint8_input and self.outputs_bits:
+            return lambda u: ops.uint8_gemm_threshold(u, self.int8, self.thresh, self.flip)
+        if self.uint8_input:
+            return lambda u: self._finish(ops.uint8_gemm(u, self.int8), ops)
+        if not hasattr(ops, "xnor_gemm_runner"):
+            return None
+        if self.outputs_bits:
+            return ops.xnor_gemm_threshold_runner(m, self.weight, self.in_features, self.thresh,
+                                                  self.flip)
+        gemm = ops.xnor_gemm_runner(m, self.weight, self.in_features)
+        return lambda x: self._finish(gemm(x), ops)
+
 
 @dataclass(eq=False)
 class Conv2d(_Compute):
@@ -473,6 +494,16 @@ class Conv2d(_Compute):
             bits = or_pool(bits, pool, pool, (0, 0))
         return Act("bits_image", bits, channels=co), y.transpose(0, 3, 1, 2)
 
+    def runner(
+        self, ops: Any, a: Act, pool: tuple[int, int] = (1, 1), **kwargs: Any
+    ) -> Callable[[np.ndarray], np.ndarray] | None:
+        name = "uint8_conv2d_runner" if self.uint8_input else "binary_conv2d_runner"
+        make = getattr(ops, name, None)
+        if make is None:
+            return None
+        return make(a.data.shape, self.taps, self.stride, self.padding, self.thresh, self.flip,
+                    pool)
+
 
 @dataclass(eq=False)
 class MaxPool2d(Layer):
@@ -556,6 +587,12 @@ class Flatten(Layer):
             flat = np.ascontiguousarray(a.data).reshape(n, -1)
             return Act("bits_flat", flat, features=h * w * a.channels), None
         return a, None
+
+    def runner(self, ops: Any, a: Act, **kwargs: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+        if a.kind not in ("u8", "bits_image", "bits_flat"):
+            return None
+        n = a.data.shape[0]
+        return lambda x: x.reshape(n, -1)  # runners pass C-contiguous arrays: a view
 
 
 #: Largest activation a file may describe, in values per sample: bounds what a corrupt or
