@@ -1,8 +1,10 @@
 """Per-layer time table of a packed engine: where a forward pass spends its time.
 
 Each step of :attr:`PackedEngine.steps` (a conv with its fused pool counts as one) is timed on
-its own real input, over the same chunks the engine uses, and compared with the work it does:
-binary MACs (XOR + popcount bits) for binary-input layers, 8-bit MACs for the uint8 first layer.
+its own real input, over the same chunks the engine uses, through its prepared runner as
+:meth:`PackedEngine.scores` runs it (the checked ``forward`` where it has none), and
+compared with the work it does: binary MACs (XOR + popcount bits) for binary-input layers,
+8-bit MACs for the uint8 first layer.
 """
 
 from __future__ import annotations
@@ -60,12 +62,18 @@ def layer_table(
     rows = []
     for layer, kwargs in engine.steps:
         inputs = acts
+        # what scores() runs: the step's prepared runner where it has one
+        runners = [layer.runner(engine.ops, a, **kwargs) for a in inputs]
 
-        def run(inputs=inputs, layer=layer, kwargs=kwargs) -> list[Act]:
-            return [layer.forward(a, engine.ops, False, **kwargs)[0] for a in inputs]
+        def run(inputs=inputs, layer=layer, kwargs=kwargs, runners=runners) -> None:
+            for a, r in zip(inputs, runners, strict=True):
+                if r is None:
+                    layer.forward(a, engine.ops, False, **kwargs)
+                else:
+                    r(a.data)
 
         _, per_call = time_calls(run, repeats, min_seconds)
-        acts = run()
+        acts = [layer.forward(a, engine.ops, False, **kwargs)[0] for a in inputs]
         macs = _macs_per_image(layer, inputs[0])
         best, med = min(per_call), float(np.median(per_call))
         row: dict[str, Any] = {"layer": _describe(layer, kwargs), "best_s": best,
