@@ -177,10 +177,8 @@ class PackedEngine:
             return a.data, ints
         runners = self._runners(a)
         if runners is not None:
-            from .kernels import _with_threads
-
             data = a.data
-            with _with_threads(self.threads):  # once per pass, not per kernel call
+            with _numba_threads(self.threads):  # once per pass, not per kernel call
                 for run in runners:
                     data = run(data)
             return data, ints
@@ -237,7 +235,8 @@ class PackedEngine:
         outs = [self._run(x[sl], False)[0] for sl in self._chunks(x.shape[0])]
         if not outs:
             return np.zeros((0, self.num_classes), np.float32)
-        return np.concatenate(outs).astype(np.float32, copy=False)
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return out.astype(np.float32, copy=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted class per sample (int64): argmax of :meth:`scores` (first maximum), mapped
@@ -245,6 +244,20 @@ class PackedEngine:
         best = np.argmax(self.scores(x), axis=1).astype(np.int64)
         labels = getattr(self.layers[-1], "labels", None)
         return best if labels is None else labels[best].astype(np.int64)
+
+
+def _numba_threads(threads: int | None) -> Any:
+    """:class:`.kernels._with_threads`, imported on first use (the numpy backend needs no
+    numba); an import inside the hot path cost 5 us per call."""
+    global _NUMBA_THREADS
+    if _NUMBA_THREADS is None:
+        from .kernels import _with_threads
+
+        _NUMBA_THREADS = _with_threads
+    return _NUMBA_THREADS(threads)
+
+
+_NUMBA_THREADS: Any = None
 
 
 def _fuse_pools(layers: list[Layer]) -> list[tuple[Layer, dict[str, Any]]]:
