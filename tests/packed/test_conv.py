@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from xnorlab.packed import kernels, reference
+from xnorlab.packed import kernels, nibbles, reference
 from xnorlab.packed.bits import pack_signs, valid_mask
 from xnorlab.packed.layers import THRESH_MAX, THRESH_MIN, im2col_bits, im2col_uint8
 
@@ -23,6 +23,28 @@ CASES = [
     (16, 8, (9, 9), (5, 5), (2, 1), (2, 1, 0, 2)),  # 5x5 (4 + 1 pixel groups), asymmetric
     (33, 6, (4, 11), (1, 3), (1, 1), (0, 0, 1, 1)),
 ]
+
+
+AVX2 = nibbles.host_has("avx2")
+
+
+@pytest.fixture(params=["xor", "nibble"])
+def sweep(request, monkeypatch):
+    """Byte-plane convs run both sweeps: XOR + popcount, and nibble tables (AVX2 hosts)."""
+    if request.param == "nibble" and not AVX2:
+        pytest.skip("nibble-table sweeps need AVX2")
+    monkeypatch.setattr(kernels, "nibble_sweeps", lambda: request.param == "nibble")
+    return request.param
+
+
+@pytest.mark.parametrize("cin,kernel", [(16, 3), (32, 3), (2, 2)])
+def test_byte_plane_convs_take_the_chosen_sweep(cin, kernel, sweep):
+    w = pack_signs(np.ones((4, kernel, kernel, cin))).reshape(4, -1)
+    taps = reference.conv_taps(w, cin, (kernel, kernel), uint8_input=False)
+    plane, toff, bw, _, _, tables = kernels._pixel_taps(taps, 8)
+    assert (tables is not None) == (sweep == "nibble")
+    if tables is not None:  # taps padded to whole passes, the tables of the padding zero
+        assert len(plane) == len(toff) == tables.shape[1] * nibbles.NIBBLE_TAPS >= len(bw)
 
 
 def _pm1(rng, shape):
@@ -45,7 +67,7 @@ def _bits(y, t, flip, pool):
 
 @pytest.mark.parametrize("cin,cout,hw,k,s,p", CASES)
 @pytest.mark.parametrize("batch", [1, 13])
-def test_binary_conv_kernel_equals_reference_and_im2col(cin, cout, hw, k, s, p, batch):
+def test_binary_conv_kernel_equals_reference_and_im2col(cin, cout, hw, k, s, p, batch, sweep):
     rng = np.random.default_rng(cin * cout + batch)
     x = pack_signs(_pm1(rng, (batch, *hw, cin)))  # NHWC packed
     w = pack_signs(_pm1(rng, (cout, *k, cin))).reshape(cout, -1)
