@@ -42,6 +42,20 @@ def test_gemm_fast_equals_reference_equals_matmul(m, n, k):
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
+def test_scores_kernel_rounds_as_numpy(m, n, k):
+    """The output layer's fused kernel gives numpy's float32 ``y * scale + shift`` bit for bit."""
+    rng = np.random.default_rng(m + n + k)
+    a, b = pack_signs(_pm1(rng, (m, k))), pack_signs(_pm1(rng, (n, k)))
+    scale = rng.normal(size=n).astype(np.float32)
+    shift = rng.normal(size=n).astype(np.float32)
+    want = np.multiply(reference.xnor_gemm(a, b, k), scale, dtype=np.float32) + shift
+    for threads in THREADS:
+        with kernels._with_threads(threads):
+            got = kernels.xnor_scores_runner(m, b, k, scale, shift, threads=threads)(a)
+        assert got.dtype == np.float32 and np.array_equal(got, want), threads
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
 def test_fused_threshold(m, n, k):
     rng = np.random.default_rng(k)
     a, b = pack_signs(_pm1(rng, (m, k))), pack_signs(_pm1(rng, (n, k)))

@@ -74,6 +74,7 @@ __all__ = [
     "xnor_gemm_runner",
     "xnor_gemm_threshold",
     "xnor_gemm_threshold_runner",
+    "xnor_scores_runner",
 ]
 
 #: Tile of outputs per parallel task: rows (a multiple of 8 so a tile holds whole bit-plane
@@ -290,6 +291,23 @@ def _xnor_gemm_nb(A, B, k, tr, out):  # pragma: no cover - compiled
             brow = buf[ii]
             for jj in range(j1 - j0):
                 orow[jj] = k - 2 * brow[jj]
+
+
+@njit(parallel=True, cache=True)
+def _xnor_scores_nb(A, B, k, scale, shift, rows, out):  # pragma: no cover - compiled
+    # out[i, j] = float32(k - 2 popcount(A[i] ^ B[j])) * scale[j] + shift[j], rounded as
+    # numpy's float32 multiply then add (no fastmath: no fused multiply-add)
+    M = A.shape[0]
+    N, W = B.shape
+    for blk in prange((M + rows - 1) // rows):
+        for i in range(blk * rows, min(M, (blk + 1) * rows)):
+            a = A[i]
+            for j in range(N):
+                b = B[j]
+                p = 0
+                for w in range(W):
+                    p += _popcount(a[w] ^ b[w])
+                out[i, j] = np.float32(k - 2 * p) * scale[j] + shift[j]
 
 
 @njit(parallel=True, cache=True)
@@ -1324,6 +1342,29 @@ def xnor_gemm_threshold_runner(
             kernel(a, *pre, out)
         else:
             kernel(a, *pre, no_y, out)
+        return out
+
+    return run
+
+
+def xnor_scores_runner(
+    m: int, b: np.ndarray, k: int, scale: np.ndarray, shift: np.ndarray, *,
+    threads: int | None = None,
+):
+    """The output layer's ``float32(xnor_gemm(a, b, k)) * scale + shift`` for inputs of ``m``
+    rows in one kernel: a callable ``a -> float32 (m, N)``. The suite CNN's 256 -> 10 layer
+    took 9 us at batch 64 as a tiled GEMM (a 48 KB tile buffer for 10 columns) plus numpy's
+    scale and shift, 5 us fused."""
+    b = _packed_2d(b, "b")
+    n = b.shape[0]
+    scale, shift = (np.ascontiguousarray(np.broadcast_to(v, (n,)), np.float32)
+                    for v in (scale, shift))
+    rows = max(1, -(-m // (4 * (threads or numba.get_num_threads()))))  # 4 tasks per thread
+    k64 = np.int64(k)
+
+    def run(a: np.ndarray) -> np.ndarray:
+        out = np.empty((m, n), np.float32)
+        _xnor_scores_nb(a, b, k64, scale, shift, rows, out)
         return out
 
     return run

@@ -355,6 +355,9 @@ class Dense(_Compute):
         if self.outputs_bits:
             return ops.xnor_gemm_threshold_runner(m, self.weight, self.in_features, self.thresh,
                                                   self.flip)
+        if self.thresh is None:  # scores: GEMM, scale and shift in one kernel
+            return ops.xnor_scores_runner(m, self.weight, self.in_features, self.scale,
+                                          self.shift)
         gemm = ops.xnor_gemm_runner(m, self.weight, self.in_features)
         return lambda x: self._finish(gemm(x), ops)
 
