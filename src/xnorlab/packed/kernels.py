@@ -18,7 +18,8 @@
   *positions*, which suits the narrow layers of small CNNs (9-word K, 16-64 outputs) far better
   than a GEMM micro-kernel; threshold, bit packing and a non-overlapping OR-pool are fused.
   Binary convs on <= 32 channels sweep byte planes instead (:func:`pixel_sums`): one byte of
-  a pixel's channels per uint8 lane, 32 positions per AVX2 vector (64 with ``vpopcntb``).
+  a pixel's channels per uint8 lane, 32 positions per AVX2 vector (64 with ``vpopcntb``); on
+  AVX2 the popcounts are ``vpshufb`` nibble-table lookups (:mod:`.nibbles`).
 * First dense layer from uint8 rows (:func:`uint8_gemm`): oneDNN's quantized linear, uint8
   pixels by the +-1 weights as int8 with int32 sums (VNNI ``vpdpbusd`` / AMX-INT8 where the CPU
   has them), its float32 output exact below 2^24, the weights packed once. Where that op is
