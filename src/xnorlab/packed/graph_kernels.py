@@ -90,21 +90,27 @@ def _xnor_affine_rows(a, wt, k, scale, bias, out, lo, hi):  # pragma: no cover -
     for i in range(lo, hi):
         _mismatch_counts(a, wt, i, acc)
         for j in range(n):
-            out[i, j] = np.float32(k - 2 * acc[j]) * scale[j] + bias[j]
+            out[i, j] = np.float32(np.int32(k - 2 * acc[j])) * scale[j] + bias[j]
 
 
 @njit(cache=True)
 def _xnor_band_rows(a, wt, k, t, low, out, lo, hi):  # pragma: no cover - compiled
     n = wt.shape[1]
     acc = np.empty(n, np.int64)
+    full = n >> 6
     for i in range(lo, hi):
         _mismatch_counts(a, wt, i, acc)
         for w in range(out.shape[1]):
+            base = 64 * w
             word = np.uint64(0)
-            for b in range(min(64, n - 64 * w)):
-                j = 64 * w + b
-                y = k - 2 * acc[j]
-                word |= np.uint64((y >= t[j]) | (y <= low[j])) << np.uint64(b)
+            if w < full:  # a fixed 64-bit loop, which LLVM vectorises (a variable one: 2x time)
+                for b in range(64):
+                    y = k - 2 * acc[base + b]
+                    word |= np.uint64((y >= t[base + b]) | (y <= low[base + b])) << np.uint64(b)
+            else:
+                for b in range(n - base):
+                    y = k - 2 * acc[base + b]
+                    word |= np.uint64((y >= t[base + b]) | (y <= low[base + b])) << np.uint64(b)
             out[i, w] = word
 
 
