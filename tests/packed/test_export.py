@@ -196,3 +196,6 @@ def test_prepared_passes_give_the_checked_path_results(name):
     for n in (1, 2, 3):
         assert np.array_equal(eng.scores(u[:n]), want[:n])
     assert len(eng._plans) <= 2
+    # the dense layer after a flatten of < 64 channels per pixel word reads them compacted
+    compacted = [layer for layer in eng.layers if getattr(layer, "_compact", None)]
+    assert bool(compacted) == (name == "cnn28")

@@ -55,6 +55,22 @@ def test_scores_kernel_rounds_as_numpy(m, n, k):
         assert got.dtype == np.float32 and np.array_equal(got, want), threads
 
 
+@pytest.mark.parametrize("c", [1, 5, 32, 33, 63])
+def test_compact_pixels_puts_the_real_bits_end_to_end(c):
+    """A flatten's pixel words with c real (low) bits each become one row of bits, in order."""
+    rng = np.random.default_rng(c)
+    words = 9
+    x = rng.integers(0, 2**63, size=(7, words), dtype=np.uint64)
+    got = kernels.compact_pixels_runner(7, words, c)(x)
+    bits = np.unpackbits(x.view(np.uint8).reshape(7, words, 8), axis=2, bitorder="little")
+    real = bits[:, :, :c].reshape(7, -1)  # pixel-major, each pixel's channels in order
+    want = np.packbits(real, axis=1, bitorder="little")
+    want = np.pad(want, ((0, 0), (0, 8 * got.shape[1] - want.shape[1]))).view(np.uint64)
+    assert got.shape == (7, -(-words * c // 64)) and np.array_equal(got, want)
+    with pytest.raises(ValueError, match="bits per word"):
+        kernels.compact_pixels_runner(7, words, 64)
+
+
 @pytest.mark.parametrize("m,n,k", SHAPES)
 def test_fused_threshold(m, n, k):
     rng = np.random.default_rng(k)

@@ -35,8 +35,8 @@ __all__ = ["BACKENDS", "PackedEngine", "get_backend"]
 BACKENDS = ("numba", "numpy")
 
 #: The numba backend's runner builders (see :meth:`~.layers.Layer.runner`).
-RUNNERS = ("binary_conv2d_runner", "uint8_conv2d_runner", "xnor_gemm_runner",
-           "xnor_gemm_threshold_runner", "xnor_scores_runner")
+RUNNERS = ("binary_conv2d_runner", "compact_pixels_runner", "uint8_conv2d_runner",
+           "xnor_gemm_runner", "xnor_gemm_threshold_runner", "xnor_scores_runner")
 
 
 def get_backend(name: str, threads: int | None = None) -> Backend:

@@ -60,7 +60,8 @@ class Act:
 
     ``kind``: ``"u8"`` (uint8, any shape after the batch axis; image = (N, C, H, W)),
     ``"bits_image"`` (uint64 (N, H, W, words), ``channels`` real bits per pixel),
-    ``"bits_flat"`` (uint64 (N, words), ``features`` real bits), ``"real_flat"`` (float32
+    ``"bits_flat"`` (uint64 (N, words), ``features`` real bits; made by a flatten,
+    ``channels`` real bits per pixel word), ``"real_flat"`` (float32
     (N, features), BinaryConnect activations), ``"scores"`` (float32 (N, C)).
     """
 
@@ -258,6 +259,7 @@ class Dense(_Compute):
     in_features: int = 0
     uint8_input: bool = False
     _int8: Int8Weights | None = field(default=None, init=False, repr=False)
+    _compact: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.weight = np.ascontiguousarray(self.weight, dtype=np.uint64)
@@ -352,14 +354,28 @@ class Dense(_Compute):
             return lambda u: self._finish(ops.uint8_gemm(u, self.int8), ops)
         if not hasattr(ops, "xnor_gemm_runner"):
             return None
+        c, words = a.channels, a.data.shape[1]
+        if 0 < c < 64 and words * c == self.in_features:  # a flatten's pixel words, compacted
+            compact = ops.compact_pixels_runner(m, words, c)
+            gemm = self._gemm_runner(ops, m, self._compact_weight(ops, c))
+            return lambda x: gemm(compact(x))
+        return self._gemm_runner(ops, m, self.weight)
+
+    def _gemm_runner(self, ops: Any, m: int, weight: np.ndarray) -> Callable:
+        k = self.in_features
         if self.outputs_bits:
-            return ops.xnor_gemm_threshold_runner(m, self.weight, self.in_features, self.thresh,
-                                                  self.flip)
+            return ops.xnor_gemm_threshold_runner(m, weight, k, self.thresh, self.flip)
         if self.thresh is None:  # scores: GEMM, scale and shift in one kernel
-            return ops.xnor_scores_runner(m, self.weight, self.in_features, self.scale,
-                                          self.shift)
-        gemm = ops.xnor_gemm_runner(m, self.weight, self.in_features)
+            return ops.xnor_scores_runner(m, weight, k, self.scale, self.shift)
+        gemm = ops.xnor_gemm_runner(m, weight, k)
         return lambda x: self._finish(gemm(x), ops)
+
+    def _compact_weight(self, ops: Any, c: int) -> np.ndarray:
+        """The weight rows with ``c`` bits per pixel word, compacted as the runner's input."""
+        if c not in self._compact:
+            rows, words = self.weight.shape
+            self._compact[c] = ops.compact_pixels_runner(rows, words, c)(self.weight)
+        return self._compact[c]
 
 
 @dataclass(eq=False)
@@ -588,7 +604,8 @@ class Flatten(Layer):
         if a.kind == "bits_image":
             _, h, w, _ = a.data.shape
             flat = np.ascontiguousarray(a.data).reshape(n, -1)
-            return Act("bits_flat", flat, features=h * w * a.channels), None
+            # channels: the real bits per pixel word, which a dense runner may compact
+            return Act("bits_flat", flat, channels=a.channels, features=h * w * a.channels), None
         return a, None
 
     def runner(self, ops: Any, a: Act, **kwargs: Any) -> Callable[[np.ndarray], np.ndarray] | None:
