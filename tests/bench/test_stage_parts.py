@@ -88,7 +88,11 @@ def test_speedup_ceiling_puts_binary_layers_at_the_peak_and_keeps_the_rest():
     spec = {"kind": "speedup", "model": "m", "threads": 1, "batch": 64, "min": 12}
     assert np.isclose(evaluate(report, spec)["ceiling"], 0.64 / (0.3 + 0.064 + 0.01))
     assert evaluate(report, {**spec, "batch": 1})["ceiling"] is None  # no table there
-    assert "ceiling" not in evaluate(report, {"kind": "scaling", "model": "m", "batch": 64})
+    scaling = evaluate(report, {"kind": "scaling", "model": "m", "batch": 64})
+    assert "ceiling" not in scaling and scaling["machine_scaling"] == []
+    report["machine_scaling"] = {"threads": 2, "start": 1.9, "end": 1.6}
+    scaling = evaluate(report, {"kind": "scaling", "model": "m", "batch": 64})
+    assert scaling["machine_scaling"] == [1.9, 1.6]
 
 
 def test_machine_fingerprint_is_written_and_stable(tmp_path):
