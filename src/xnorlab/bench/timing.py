@@ -109,16 +109,18 @@ def benchmark_model(
     reference: PackedEngine | None = None,
     reference_max_batch: int = 64,
 ) -> list[dict[str, Any]]:
-    """Time every engine at every (threads, batch), interleaved so drift hits all alike."""
+    """Time every engine at every (threads, batch), interleaved so drift hits all alike: the
+    thread counts of one batch run back to back (a 2-thread over 1-thread ratio compares
+    figures taken seconds apart, not the length of a whole thread count's sweep apart)."""
     rows = []
     runners = engine_runners(model, packed, reference)
-    for t in threads:
-        set_threads(t)
-        for batch in batches:
-            x = images[:batch]
-            if len(x) < batch:  # fewer test images than the batch: tile them
-                x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch]
-            u8 = to_uint8(x)
+    for batch in batches:
+        x = images[:batch]
+        if len(x) < batch:  # fewer test images than the batch: tile them
+            x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch]
+        u8 = to_uint8(x)
+        for t in threads:
+            set_threads(t)
             for name, make in runners.items():
                 if name == "packed_numpy" and (batch > reference_max_batch or t > 1):
                     continue  # the reference is single-threaded and slow: small batches only
