@@ -25,18 +25,6 @@ CASES = [
 ]
 
 
-AVX2 = nibbles.host_has("avx2")
-
-
-@pytest.fixture(params=["xor", "nibble"])
-def sweep(request, monkeypatch):
-    """Byte-plane convs run both sweeps: XOR + popcount, and nibble tables (AVX2 hosts)."""
-    if request.param == "nibble" and not AVX2:
-        pytest.skip("nibble-table sweeps need AVX2")
-    monkeypatch.setattr(kernels, "nibble_sweeps", lambda: request.param == "nibble")
-    return request.param
-
-
 @pytest.mark.parametrize("cin,kernel", [(16, 3), (32, 3), (2, 2)])
 def test_byte_plane_convs_take_the_chosen_sweep(cin, kernel, sweep):
     w = pack_signs(np.ones((4, kernel, kernel, cin))).reshape(4, -1)

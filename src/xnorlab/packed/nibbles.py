@@ -77,14 +77,44 @@ def _load(builder, base, index, vtype):
     return builder.load(ptr, align=1)
 
 
+def _pshufb(builder):
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_V32, [_V32, _V32]), "llvm.x86.avx2.pshuf.b"
+    )
+
+
+def _emit_sweep(builder, accp, lop, hip, offp, tabs, blocks, stride):
+    # the pass loop: per 32-position block, each acc row += the lookups of both nibbles
+    pshufb = _pshufb(builder)
+    offs = [builder.load(builder.gep(offp, [ir.Constant(_I64, t)])) for t in range(NIBBLE_TAPS)]
+    rows = [builder.mul(stride, ir.Constant(_I64, c)) for c in range(NIBBLE_OUTPUTS)]
+    with cgutils.for_range(builder, blocks) as loop:
+        q = builder.mul(loop.index, ir.Constant(_I64, NIBBLE_LANES))
+        at = [builder.add(q, row) for row in rows]
+        sums = [_load(builder, accp, i, _V32) for i in at]
+        for t in range(NIBBLE_TAPS):
+            i = builder.add(offs[t], q)
+            nibs = _load(builder, lop, i, _V32), _load(builder, hip, i, _V32)
+            for c in range(NIBBLE_OUTPUTS):
+                for half in range(2):
+                    table = tabs[2 * (c * NIBBLE_TAPS + t) + half]
+                    sums[c] = builder.add(sums[c], builder.call(pshufb, [table, nibs[half]]))
+        for i, total in zip(at, sums, strict=True):
+            ptr = builder.bitcast(builder.gep(accp, [i]), _V32.as_pointer())
+            builder.store(total, ptr, align=1)
+
+
+def _bytes_ok(*arrays) -> bool:
+    return all(isinstance(a, types.Array) and a.dtype == types.uint8 for a in arrays)
+
+
 @intrinsic
 def _nibble_pass(typingctx, acc, lo, hi, offs, tables, blocks, stride):
     """For 32-position blocks q: ``acc[c, q] += sum_t T_lo[c, t][lo[offs[t] + q]] +
     T_hi[c, t][hi[offs[t] + q]]`` over the :data:`NIBBLE_TAPS` taps of one pass and the
     :data:`NIBBLE_OUTPUTS` rows ``c`` of ``acc`` (``stride`` bytes apart; ``tables``: their
     (c, t, lo / hi) tables of 16 bytes)."""
-    bytes_ = (acc, lo, hi, tables)
-    if not all(isinstance(a, types.Array) and a.dtype == types.uint8 for a in bytes_):
+    if not _bytes_ok(acc, lo, hi, tables):
         return None
     sig = types.void(acc, lo, hi, offs, tables, blocks, stride)
 
@@ -92,33 +122,80 @@ def _nibble_pass(typingctx, acc, lo, hi, offs, tables, blocks, stride):
         accp, lop, hip, offp, tabp = (
             _data(context, builder, signature.args[i], args[i]) for i in range(5)
         )
-        pshufb = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_V32, [_V32, _V32]), "llvm.x86.avx2.pshuf.b"
-        )
         both_halves = ir.Constant(ir.VectorType(_I32, NIBBLE_LANES), [i % 16 for i in range(32)])
         tabs = []
         for k in range(2 * NIBBLE_TAPS * NIBBLE_OUTPUTS):
             half = _load(builder, tabp, ir.Constant(_I64, 16 * k), _V16)
             tabs.append(builder.shuffle_vector(half, half, both_halves))
-        offs = [builder.load(builder.gep(offp, [ir.Constant(_I64, t)])) for t in range(NIBBLE_TAPS)]
-        rows = [builder.mul(args[6], ir.Constant(_I64, c)) for c in range(NIBBLE_OUTPUTS)]
-        with cgutils.for_range(builder, args[5]) as loop:
-            q = builder.mul(loop.index, ir.Constant(_I64, NIBBLE_LANES))
-            at = [builder.add(q, row) for row in rows]
-            sums = [_load(builder, accp, i, _V32) for i in at]
-            for t in range(NIBBLE_TAPS):
-                i = builder.add(offs[t], q)
-                nibs = _load(builder, lop, i, _V32), _load(builder, hip, i, _V32)
-                for c in range(NIBBLE_OUTPUTS):
-                    for half in range(2):
-                        table = tabs[2 * (c * NIBBLE_TAPS + t) + half]
-                        sums[c] = builder.add(sums[c], builder.call(pshufb, [table, nibs[half]]))
-            for i, total in zip(at, sums, strict=True):
-                ptr = builder.bitcast(builder.gep(accp, [i]), _V32.as_pointer())
-                builder.store(total, ptr, align=1)
+        _emit_sweep(builder, accp, lop, hip, offp, tabs, args[5], args[6])
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def _nibble_byte_pass(typingctx, acc, lo, hi, offs, x00, x01, x10, x11, blocks, stride):
+    """:func:`_nibble_pass` with the tables of bytes ``x[c][t]`` (row c, tap t) built in
+    registers: ``T_lo = vpshufb(popcount of 0..15, iota ^ splat(x & 15))``, and ``x >> 4``
+    for ``T_hi`` (the GEMM's input rows play the output channels, their bytes the taps)."""
+    if not _bytes_ok(acc, lo, hi):
+        return None
+    if not all(isinstance(x, types.Integer) and x.bitwidth == 8 for x in (x00, x01, x10, x11)):
+        return None
+    sig = types.void(acc, lo, hi, offs, x00, x01, x10, x11, blocks, stride)
+
+    def codegen(context, builder, signature, args):
+        accp, lop, hip, offp = (
+            _data(context, builder, signature.args[i], args[i]) for i in range(4)
+        )
+        pshufb = _pshufb(builder)
+        popcounts = ir.Constant(_V32, [int(_POPCOUNT4[i % 16]) for i in range(32)])
+        iota = ir.Constant(_V32, [i % 16 for i in range(32)])
+        splat = ir.Constant(ir.VectorType(_I32, NIBBLE_LANES), [0] * NIBBLE_LANES)
+        tabs = []
+        for x in args[4:8]:  # (c, t) order: x00, x01, x10, x11
+            low, high = builder.and_(x, ir.Constant(_I8, 15)), builder.lshr(x, ir.Constant(_I8, 4))
+            for nib in (low, high):
+                one = builder.insert_element(ir.Constant(_V32, None), nib, ir.Constant(_I32, 0))
+                index = builder.xor(iota, builder.shuffle_vector(one, one, splat))
+                tabs.append(builder.call(pshufb, [popcounts, index]))
+        _emit_sweep(builder, accp, lop, hip, offp, tabs, args[8], args[9])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def weight_planes(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packed weight rows ``b`` (N, W) as the index planes of the nibble column GEMM:
+    ``(lo, hi, offs)``, byte ``t`` of every row's words at ``offs[t] = t * Np`` of the flat
+    low / high nibble planes (N padded to Np, a multiple of :data:`NIBBLE_LANES`, with 0)."""
+    n, words = b.shape
+    npad = -(-n // NIBBLE_LANES) * NIBBLE_LANES
+    planes = np.zeros((words * 8, npad), np.uint8)
+    planes[:, :n] = np.ascontiguousarray(b).view(np.uint8).reshape(n, words * 8).T  # LE bytes
+    offs = np.arange(words * 8, dtype=np.int64) * npad
+    return (planes & 15).reshape(-1), (planes >> 4).reshape(-1), offs
+
+
+@njit(cache=True)
+def row_pair_sums(lo, hi, offs, a8, i0, per_sum, acc, part):  # pragma: no cover - compiled
+    """``acc[c, j] = sum_b popcount(a8[i0 + c, b] ^ weight byte b of column j)`` for rows
+    ``i0, i0 + 1`` of uint8 ``a8`` (M, B), B even (a missing second row repeats the first),
+    against the weight nibble planes of :func:`weight_planes`; uint16 ``acc`` (2, Np) and a
+    uint8 ``part`` of the same shape for the sums of ``per_sum`` passes."""
+    i1 = min(i0 + 1, a8.shape[0] - 1)
+    blocks = acc.shape[1] // NIBBLE_LANES
+    passes = a8.shape[1] // NIBBLE_TAPS
+    acc[:] = 0
+    for p0 in range(0, passes, per_sum):
+        part[:] = 0
+        for p in range(p0, min(passes, p0 + per_sum)):
+            b = NIBBLE_TAPS * p
+            _nibble_byte_pass(part, lo, hi, offs[b:], a8[i0, b], a8[i0, b + 1], a8[i1, b],
+                              a8[i1, b + 1], blocks, part.strides[0])
+        for c in range(NIBBLE_OUTPUTS):
+            for j in range(acc.shape[1]):
+                acc[c, j] += part[c, j]
 
 
 @njit(cache=True, inline="always")
