@@ -20,6 +20,9 @@
   Binary convs on <= 32 channels sweep byte planes instead (:func:`pixel_sums`): one byte of
   a pixel's channels per uint8 lane, 32 positions per AVX2 vector (64 with ``vpopcntb``); on
   AVX2 the popcounts are ``vpshufb`` nibble-table lookups (:mod:`.nibbles`).
+* On AVX2 hosts without BITALG the binary GEMMs from 2 rows per thread run on the same nibble
+  tables (:func:`_nibble_columns_nb`): rows in pairs, vectorised over output columns, the
+  weights as nibble planes; 1.4-1.6x the XOR kernels, above the XOR+popcount peak.
 * First dense layer from uint8 rows (:func:`uint8_gemm`): oneDNN's quantized linear, uint8
   pixels by the +-1 weights as int8 with int32 sums (VNNI ``vpdpbusd`` / AMX-INT8 where the CPU
   has them), its float32 output exact below 2^24, the weights packed once. Where that op is
