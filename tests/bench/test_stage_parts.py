@@ -93,6 +93,9 @@ def test_speedup_ceiling_puts_binary_layers_at_the_peak_and_keeps_the_rest():
     report["machine_scaling"] = {"threads": 2, "start": 1.9, "end": 1.6}
     scaling = evaluate(report, {"kind": "scaling", "model": "m", "batch": 64})
     assert scaling["machine_scaling"] == [1.9, 1.6]
+    report["models"]["m"]["machine_scaling"] = [1.5, 1.97]  # around the model's own timings
+    scaling = evaluate(report, {"kind": "scaling", "model": "m", "batch": 64})
+    assert scaling["machine_scaling"] == [1.5, 1.97]
 
 
 def test_machine_fingerprint_is_written_and_stable(tmp_path):
