@@ -152,28 +152,29 @@ _AVX2_SCRIPT = """
 import numpy as np
 from xnorlab.packed import kernels, reference
 from xnorlab.packed.bits import pack_signs
-for nibbles in (False, True):  # XOR + popcount kernels (as on AVX-512 hosts); nibble tables
-    kernels.nibble_sweeps = lambda: nibbles
-    rng = np.random.default_rng(0)
-    xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(70, 200))  # columns
-    assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
-    wa, wb = rng.choice([-1, 1], size=(9, 1100)), rng.choice([-1, 1], size=(13, 1100))  # tiled
-    assert np.array_equal(kernels.xnor_gemm(pack_signs(wa), pack_signs(wb), 1100), wa @ wb.T)
-    ra = wa[:1]  # batch 1: row by row
-    assert np.array_equal(kernels.xnor_gemm(pack_signs(ra), pack_signs(wb), 1100), ra @ wb.T)
-    u = rng.integers(0, 256, size=(2, 200), dtype=np.uint8)  # batch 2: bit planes by columns
-    wts = reference.int8_weights(pack_signs(xb), 200)
-    assert np.array_equal(kernels.uint8_gemm(u, wts), u.astype(np.int64) @ xb.T)
-    g = ((1, 1), (1, 1, 1, 1))
-    for c in (16, 40):  # byte planes; word taps
-        x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, c)))
-        w = pack_signs(rng.choice([-1, 1], size=(5, 3, 3, c))).reshape(5, -1)
-        taps = reference.conv_taps(w, c, (3, 3), False)
-        want = reference.binary_conv2d(x, taps, *g)
-        assert np.array_equal(kernels.binary_conv2d(x, taps, *g), want)
+kernels.nibble_sweeps = lambda: True  # what an AVX2 host without BITALG runs
+rng = np.random.default_rng(0)
+xa, xb = rng.choice([-1, 1], size=(9, 200)), rng.choice([-1, 1], size=(70, 200))  # nibbles
+assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
+xa = xa[:1]  # batch 1: XOR columns
+assert np.array_equal(kernels.xnor_gemm(pack_signs(xa), pack_signs(xb), 200), xa @ xb.T)
+wa, wb = rng.choice([-1, 1], size=(9, 1100)), rng.choice([-1, 1], size=(13, 1100))  # tiled
+assert np.array_equal(kernels.xnor_gemm(pack_signs(wa), pack_signs(wb), 1100), wa @ wb.T)
+ra = wa[:1]  # batch 1: row by row
+assert np.array_equal(kernels.xnor_gemm(pack_signs(ra), pack_signs(wb), 1100), ra @ wb.T)
+u = rng.integers(0, 256, size=(2, 200), dtype=np.uint8)  # batch 2: bit planes by columns
+wts = reference.int8_weights(pack_signs(xb), 200)
+assert np.array_equal(kernels.uint8_gemm(u, wts), u.astype(np.int64) @ xb.T)
+g = ((1, 1), (1, 1, 1, 1))
+for c in (16, 40):  # byte planes; word taps
+    x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, c)))
+    w = pack_signs(rng.choice([-1, 1], size=(5, 3, 3, c))).reshape(5, -1)
+    taps = reference.conv_taps(w, c, (3, 3), False)
+    want = reference.binary_conv2d(x, taps, *g)
+    assert np.array_equal(kernels.binary_conv2d(x, taps, *g), want)
+# (the XOR + popcount byte sweep runs on AVX-512 BITALG hosts only)
 for name in ("_xnor_gemm_nb", "_xnor_columns_nb", "_xnor_rows_nb", "_bitplane_columns_nb",
-             "_binary_conv_nb", "_bit_tap_sweep", "_pixel_conv_nb", "_pixel_tap_sweep",
-             "_nibble_columns_nb"):
+             "_binary_conv_nb", "_bit_tap_sweep", "_pixel_conv_nb", "_nibble_columns_nb"):
     asm = "\\n".join(getattr(kernels, name).inspect_asm().values())
     assert asm and "zmm" not in asm and "vpopcntq" not in asm, name + ": AVX-512 for AVX2"
 print("ok")

@@ -1,4 +1,4 @@
-"""AVX2 nibble-table sweeps of the byte-plane binary convs.
+"""AVX2 nibble-table sweeps of the byte-plane binary convs, and of the XNOR GEMMs.
 
 For a weight byte ``w``, ``popcount(x ^ w) = T_lo[x & 15] + T_hi[x >> 4]`` with two 16-entry
 tables that depend on ``w`` only. ``vpshufb`` looks up 32 such entries at once, so once the
@@ -12,6 +12,11 @@ the one-channel pass (3 taps: 7 loads per 6 lookups).
 
 On this AVX2 EPYC (Zen 3) the sweep ran 2x as fast as the XOR + popcount one (one channel, 3
 taps: 1.4x). Hosts with AVX-512 BITALG keep that one: ``vpopcntb`` counts 64 bytes at once.
+
+The GEMM (``kernels._nibble_columns_nb``) runs the same pass with input rows as the output
+channels, their bytes as the taps and output columns as the positions: the weights become
+nibble planes once (:func:`weight_planes`), and :func:`_nibble_byte_pass` builds each row
+byte's tables in registers (:func:`row_pair_sums`).
 """
 
 from __future__ import annotations
