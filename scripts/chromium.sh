@@ -9,11 +9,9 @@
 set -euo pipefail
 if ! command -v chromium >/dev/null 2>&1; then
   [[ $EUID -eq 0 ]] || { echo "chromium is missing: sudo apt-get install -y chromium" >&2; exit 1; }
-  export DEBIAN_FRONTEND=noninteractive  # never wait on a debconf question
   start=$SECONDS
   echo "chromium.sh: installing Debian's chromium package" >&2
-  install() { apt-get install -y -q --no-install-recommends chromium >/dev/null; }
-  install 2>/dev/null || { apt-get update -q >/dev/null && install; }
+  "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" chromium
   echo "chromium.sh: installed in $((SECONDS - start)) s" >&2
 fi
 command -v chromium

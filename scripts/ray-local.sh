@@ -31,7 +31,9 @@ die() { log "error: $*"; exit "${2:-1}"; }
 ensure_packages() {
   "$PYTHON" -c 'import ray, hydra_plugins.hydra_ray_launcher.ray_launcher' 2>/dev/null && return 0
   log "installing Ray and hydra-ray-launcher (requirements-ray.txt)"
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps \
+  # one pip at a time in this venv: the S3 test may install requirements-s3.txt at once
+  flock -w 600 "$("$PYTHON" -c 'import sys; print(sys.prefix)')/.pip-install.lock" \
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps \
     -r "$ROOT/requirements-ray.txt" >"$RAY_DIR/pip.log" 2>&1 \
     || die "pip could not install requirements-ray.txt: $(grep -m1 ERROR "$RAY_DIR/pip.log")" 3
 }

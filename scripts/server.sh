@@ -44,8 +44,7 @@ ensure_postgres() {
   if [[ -z "$(pg_bindir)" ]]; then
     [[ $EUID -eq 0 ]] || die "PostgreSQL is not installed; run: sudo apt-get install -y postgresql"
     log "installing Debian's postgresql package"
-    apt-get install -y -q postgresql >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }
+    "$ROOT/scripts/apt-install.sh" postgresql
   fi
   PG_BIN="$(pg_bindir)" || die "no initdb under /usr/lib/postgresql/*/bin after installing"
 }

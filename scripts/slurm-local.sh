@@ -33,12 +33,7 @@ ensure_packages() {
     && return 0
   [[ $EUID -eq 0 ]] || die "slurm-wlm/munge are not installed; run: sudo apt-get install -y slurm-wlm munge"
   log "installing Debian's slurm-wlm and munge"
-  # Lock timeout: other apt users on a shared machine; update only if the lists are stale.
-  local apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
-  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install slurm-wlm munge >/dev/null 2>&1 || {
-    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install slurm-wlm munge >/dev/null
-  }
+  "$ROOT/scripts/apt-install.sh" slurm-wlm munge
 }
 
 free_port() {

@@ -63,10 +63,13 @@ class Remote:
 
 
 def ensure_s3_packages() -> None:
-    """dvc-s3 and moto, installed from requirements-s3.txt where missing."""
-    if all(importlib.util.find_spec(m) for m in ("dvc_s3", "moto")):
+    """dvc-s3 and moto, installed from requirements-s3.txt where missing (one pip at a time in
+    this venv: scripts/ray-local.sh may install into it at once under parallel tests)."""
+    if all(importlib.util.find_spec(m) for m in ("dvc_s3", "moto", "wrapt")):
         return
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+    lock = str(Path(sys.prefix) / ".pip-install.lock")
+    pip = subprocess.run(["flock", "-w", "600", lock, sys.executable, "-m", "pip", "install",
+                          "--quiet", "--no-deps",
                           "--disable-pip-version-check", "-r", str(ROOT / "requirements-s3.txt")],
                          capture_output=True, text=True, timeout=600)
     if pip.returncode != 0:
