@@ -162,7 +162,7 @@ wa, wb = rng.choice([-1, 1], size=(9, 1100)), rng.choice([-1, 1], size=(13, 1100
 assert np.array_equal(kernels.xnor_gemm(pack_signs(wa), pack_signs(wb), 1100), wa @ wb.T)
 ra = wa[:1]  # batch 1: row by row
 assert np.array_equal(kernels.xnor_gemm(pack_signs(ra), pack_signs(wb), 1100), ra @ wb.T)
-u = rng.integers(0, 256, size=(2, 200), dtype=np.uint8)  # batch 2: bit planes by columns
+u = rng.integers(0, 256, size=(1, 200), dtype=np.uint8)  # batch 1: bit planes by columns
 wts = reference.int8_weights(pack_signs(xb), 200)
 assert np.array_equal(kernels.uint8_gemm(u, wts), u.astype(np.int64) @ xb.T)
 g = ((1, 1), (1, 1, 1, 1))

@@ -23,7 +23,9 @@
 * On AVX2 hosts without BITALG the binary GEMMs from 2 rows per thread run on the same nibble
   tables (:func:`_nibble_columns_nb`): rows in pairs, vectorised over output columns, the
   weights as nibble planes; 1.4-1.6x the XOR kernels, above the XOR+popcount peak.
-* First dense layer from uint8 rows (:func:`uint8_gemm`): oneDNN's quantized linear, uint8
+* First dense layer from uint8 rows (:func:`uint8_gemm`): on AVX2 hosts without VNNI a
+  ``vpmaddubsw`` register tile (:mod:`.pixel_gemm`), thresholded in L1. Elsewhere oneDNN's
+  quantized linear, uint8
   pixels by the +-1 weights as int8 with int32 sums (VNNI ``vpdpbusd`` / AMX-INT8 where the CPU
   has them), its float32 output exact below 2^24, the weights packed once. Where that op is
   missing, an int8 GEMM of ``u - 128`` (``u ^ 0x80`` as int8) on ``torch._int_mm``, corrected
@@ -61,6 +63,17 @@ from .nibbles import (
     row_pair_sums,
     split_nibbles,
     weight_planes,
+)
+from .pixel_gemm import (
+    MADD_BLOCK_COLS,
+    MADD_BLOCKS,
+    MADD_MIN_ROWS,
+    MADD_QUADS,
+    MADD_ROWS,
+    MADD_TASK_BLOCKS,
+    madd_first_layer,
+    madd_tile,
+    madd_weights,
 )
 from .reference import TAPS_PER_PASS, ConvTaps, Int8Weights, conv_geometry
 
@@ -1924,16 +1937,84 @@ def _bitplane_columns(
     return y
 
 
+@njit(parallel=True, cache=True)
+def _madd_gemm_nb(u32, w4, lo, hi, y, out):  # pragma: no cover - compiled
+    # a task: MADD_TASK_BLOCKS column blocks (two output words) over every row tile, its
+    # weights in L2; each tile's int32 sums are thresholded into ``out`` (lo non-empty) or
+    # copied to ``y`` while in L1
+    mrows, quads = u32.shape
+    cols = MADD_BLOCK_COLS * MADD_TASK_BLOCKS
+    fused = lo.shape[0] > 0
+    for g in prange(w4.shape[0] // MADD_TASK_BLOCKS):
+        tile = np.empty((MADD_ROWS, cols), np.int32)
+        c0 = g * cols
+        for m0 in range(0, mrows, MADD_ROWS):
+            tile[:] = 0
+            for t0 in range(0, MADD_TASK_BLOCKS, MADD_BLOCKS):
+                for q0 in range(0, quads, MADD_QUADS):
+                    madd_tile(tile, u32, w4, m0, g * MADD_TASK_BLOCKS + t0, t0, q0,
+                              min(quads, q0 + MADD_QUADS))
+            for r in range(MADD_ROWS):
+                if fused:
+                    _pack_row(tile[r], lo[c0 : c0 + cols], hi[c0 : c0 + cols],
+                              out[m0 + r, c0 >> 6 :])
+                else:
+                    y[m0 + r, c0 : c0 + cols] = tile[r]
+
+
+def _madd_layer(u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray,
+                fused: bool) -> np.ndarray:
+    """The first layer on the ``vpmaddubsw`` tile (:mod:`.pixel_gemm`): int32 ``y`` (M, N), or
+    the bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``. Rows, pixels and columns are
+    padded to whole tiles (padding columns get ``lo > hi``: bit 0, then cut)."""
+    if "madd" not in wts.plans:
+        wts.plans["madd"] = madd_weights(wts.w)
+    w4 = wts.plans["madd"]
+    (m, k), n, cols = u.shape, wts.w.shape[1], MADD_BLOCK_COLS * w4.shape[0]
+    rows = -(-m // MADD_ROWS) * MADD_ROWS
+    pixels = np.zeros((rows, 4 * w4.shape[1]), np.uint8)
+    pixels[:m, :k] = u
+    if fused:
+        lo_p, hi_p = np.ones(cols, np.int32), np.zeros(cols, np.int32)
+        lo_p[:n], hi_p[:n] = lo, hi
+        out = np.empty((rows, cols // 64), np.uint64)
+        _madd_gemm_nb(pixels.view(np.uint32), w4, lo_p, hi_p, np.zeros((1, 1), np.int32), out)
+        return np.ascontiguousarray(out[:m, : (n + 63) // 64])
+    y = np.empty((rows, cols), np.int32)
+    nothing = np.zeros(0, np.int32)
+    _madd_gemm_nb(pixels.view(np.uint32), w4, nothing, nothing, y, np.zeros((1, 1), np.uint64))
+    return np.ascontiguousarray(y[:m, :n])
+
+
+def _first_layer_kernel(m: int, madd: bool | None) -> str:
+    # "bitplane" for a few rows, "madd" for the tile where chosen (None: the host decides),
+    # else "gemm" (oneDNN or the int8 GEMM)
+    madd = madd_first_layer() if madd is None else madd
+    if m < (MADD_MIN_ROWS if madd else BITPLANE_MAX_ROWS):
+        return "bitplane"
+    return "madd" if madd else "gemm"
+
+
 def uint8_gemm(
-    u: np.ndarray, wts: Int8Weights, *, threads: int | None = None, use_torch: bool = True
+    u: np.ndarray,
+    wts: Int8Weights,
+    *,
+    threads: int | None = None,
+    use_torch: bool = True,
+    madd: bool | None = None,
 ) -> np.ndarray:
-    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) on oneDNN's uint8 x int8 linear,
-    else as ``(u - 128) w + 128 colsum`` (an int8 GEMM), or below :data:`BITPLANE_MAX_ROWS`
-    rows from bit planes. ``use_torch=False``: the numba kernels only."""
+    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) on the ``vpmaddubsw`` tile where
+    ``madd`` (None: on AVX2 hosts without VNNI), else on oneDNN's uint8 x int8 linear, else as
+    ``(u - 128) w + 128 colsum`` (an int8 GEMM); below :data:`BITPLANE_MAX_ROWS` rows
+    (:data:`MADD_MIN_ROWS` with the tile) from bit planes. ``use_torch=False``: the numba
+    kernels only."""
     a8 = _shifted(u, wts)
-    if u.shape[0] < BITPLANE_MAX_ROWS:
+    kernel = _first_layer_kernel(u.shape[0], madd)
+    if kernel != "gemm":
+        nothing = np.zeros(0, np.int32)
+        layer = _bitplane_columns if kernel == "bitplane" else _madd_layer
         with _with_threads(threads):
-            return _bitplane_columns(u, wts, np.zeros(0, np.int32), np.zeros(0, np.int32), False)
+            return layer(u, wts, nothing, nothing, False)
     with _with_threads(threads), _torch_threads(threads):
         blocks = _onednn_blocks(np.ascontiguousarray(u), wts) if use_torch else None
         if blocks is not None:
@@ -1954,15 +2035,18 @@ def uint8_gemm_threshold(
     *,
     threads: int | None = None,
     use_torch: bool = True,
+    madd: bool | None = None,
 ) -> np.ndarray:
-    """First layer fused with the threshold: packed bits (M, n_words(N)). On the int8 GEMM the
-    ``128 colsum`` correction is folded into the bounds (``lo <= y0 + c <= hi <=> lo - c <= y0
-    <= hi - c``)."""
+    """First layer fused with the threshold: packed bits (M, n_words(N)), on the kernels of
+    :func:`uint8_gemm`. On the int8 GEMM the ``128 colsum`` correction is folded into the
+    bounds (``lo <= y0 + c <= hi <=> lo - c <= y0 <= hi - c``)."""
     a8 = _shifted(u, wts)
     n = wts.w.shape[1]
-    if u.shape[0] < BITPLANE_MAX_ROWS:
+    kernel = _first_layer_kernel(u.shape[0], madd)
+    if kernel != "gemm":
+        layer = _bitplane_columns if kernel == "bitplane" else _madd_layer
         with _with_threads(threads):
-            return _bitplane_columns(u, wts, *_bounds(thresh, flip, n), True)
+            return layer(u, wts, *_bounds(thresh, flip, n), True)
     out = np.empty((u.shape[0], (n + 63) // 64), dtype=np.uint64)
     with _with_threads(threads), _torch_threads(threads):
         blocks = _onednn_blocks(np.ascontiguousarray(u), wts) if use_torch else None
