@@ -23,19 +23,18 @@
 * On AVX2 hosts without BITALG the binary GEMMs from 2 rows per thread run on the same nibble
   tables (:func:`_nibble_columns_nb`): rows in pairs, vectorised over output columns, the
   weights as nibble planes; 1.4-1.6x the XOR kernels, above the XOR+popcount peak.
-* First dense layer from uint8 rows (:func:`uint8_gemm`): on AVX2 hosts without VNNI a
-  ``vpmaddubsw`` register tile (:mod:`.pixel_gemm`), thresholded in L1. Elsewhere oneDNN's
-  quantized linear, uint8
-  pixels by the +-1 weights as int8 with int32 sums (VNNI ``vpdpbusd`` / AMX-INT8 where the CPU
-  has them), its float32 output exact below 2^24, the weights packed once. Where that op is
-  missing, an int8 GEMM of ``u - 128`` (``u ^ 0x80`` as int8) on ``torch._int_mm``, corrected
-  exactly by ``128 colsum(w)`` (folded into the thresholds when fused); without torch a numba
-  loop computes the same integers. Below :data:`BITPLANE_MAX_ROWS` rows the bit planes run on
-  the column kernel instead.
-* Batch 1 first layer: with the packed weights transposed to (W, N), the column kernel
-  vectorises over output columns, and those weights (426 KB for 784 x 4096) stay cached where
-  the int8 ones (3.2 MB) are streamed. (For hidden layers at batch 1 the blocked kernel was as
-  fast: both stream the packed weights once.)
+* First dense layer from uint8 rows (:func:`uint8_gemm`): on AVX2 hosts without VNNI
+  ``vpmaddubsw`` register tiles (:mod:`.pixel_gemm`) at every batch size, thresholded in L1.
+  Elsewhere oneDNN's quantized linear, uint8 pixels by the +-1 weights as int8 with int32 sums
+  (VNNI ``vpdpbusd`` / AMX-INT8 where the CPU has them), its float32 output exact below 2^24,
+  the weights packed once. Where that op is missing, an int8 GEMM of ``u - 128`` (``u ^ 0x80``
+  as int8) on ``torch._int_mm``, corrected exactly by ``128 colsum(w)`` (folded into the
+  thresholds when fused); without torch a numba loop computes the same integers. Below
+  :data:`BITPLANE_MAX_ROWS` rows the bit planes run on the column kernel instead.
+* Batch 1 first layer (without the tiles): with the packed weights transposed to (W, N), the
+  column kernel vectorises over output columns, and those weights (426 KB for 784 x 4096) stay
+  cached where the int8 ones (3.2 MB) are streamed. (For hidden layers at batch 1 the blocked
+  kernel was as fast: both stream the packed weights once.)
 * ``fastmath`` is off; everything is integer, so the results are exact.
 
 All kernels take packed operands with the same number of words ``W`` per row, padding bits 0
@@ -67,11 +66,12 @@ from .nibbles import (
 from .pixel_gemm import (
     MADD_BLOCK_COLS,
     MADD_BLOCKS,
-    MADD_MIN_ROWS,
     MADD_QUADS,
+    MADD_ROW_BLOCKS,
     MADD_ROWS,
     MADD_TASK_BLOCKS,
     madd_first_layer,
+    madd_row,
     madd_tile,
     madd_weights,
 )
@@ -1937,62 +1937,73 @@ def _bitplane_columns(
     return y
 
 
+@njit(cache=True, inline="always")
+def _madd_emit(tile, nrows, m0, c0, lo, hi, y, out):  # pragma: no cover - compiled
+    # the tile's int32 sums, while in L1: thresholded into ``out`` (lo non-empty) or copied
+    cols = tile.shape[1]
+    for r in range(nrows):
+        if lo.shape[0] > 0:
+            _pack_row(tile[r], lo[c0 : c0 + cols], hi[c0 : c0 + cols], out[m0 + r, c0 >> 6 :])
+        else:
+            y[m0 + r, c0 : c0 + cols] = tile[r]
+
+
 @njit(parallel=True, cache=True)
 def _madd_gemm_nb(u32, w4, lo, hi, y, out):  # pragma: no cover - compiled
-    # a task: MADD_TASK_BLOCKS column blocks (two output words) over every row tile, its
-    # weights in L2; each tile's int32 sums are thresholded into ``out`` (lo non-empty) or
-    # copied to ``y`` while in L1
+    # a task: MADD_TASK_BLOCKS column blocks (two output words) over every row, its weights
+    # in L2: whole tiles of MADD_ROWS rows, then the rest a row at a time
     mrows, quads = u32.shape
     cols = MADD_BLOCK_COLS * MADD_TASK_BLOCKS
-    fused = lo.shape[0] > 0
+    whole = mrows - mrows % MADD_ROWS
     for g in prange(w4.shape[0] // MADD_TASK_BLOCKS):
         tile = np.empty((MADD_ROWS, cols), np.int32)
-        c0 = g * cols
-        for m0 in range(0, mrows, MADD_ROWS):
+        b0, c0 = g * MADD_TASK_BLOCKS, g * cols
+        for m0 in range(0, whole, MADD_ROWS):
             tile[:] = 0
             for t0 in range(0, MADD_TASK_BLOCKS, MADD_BLOCKS):
                 for q0 in range(0, quads, MADD_QUADS):
-                    madd_tile(tile, u32, w4, m0, g * MADD_TASK_BLOCKS + t0, t0, q0,
-                              min(quads, q0 + MADD_QUADS))
-            for r in range(MADD_ROWS):
-                if fused:
-                    _pack_row(tile[r], lo[c0 : c0 + cols], hi[c0 : c0 + cols],
-                              out[m0 + r, c0 >> 6 :])
-                else:
-                    y[m0 + r, c0 : c0 + cols] = tile[r]
+                    madd_tile(tile, u32, w4, m0, b0 + t0, t0, q0, min(quads, q0 + MADD_QUADS))
+            _madd_emit(tile, MADD_ROWS, m0, c0, lo, hi, y, out)
+        for m in range(whole, mrows):
+            tile[0] = 0
+            for t0 in range(0, MADD_TASK_BLOCKS, MADD_ROW_BLOCKS):
+                for q0 in range(0, quads, MADD_QUADS):
+                    madd_row(tile, u32, w4, m, b0 + t0, t0, q0, min(quads, q0 + MADD_QUADS))
+            _madd_emit(tile, 1, m, c0, lo, hi, y, out)
 
 
 def _madd_layer(u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray,
                 fused: bool) -> np.ndarray:
-    """The first layer on the ``vpmaddubsw`` tile (:mod:`.pixel_gemm`): int32 ``y`` (M, N), or
-    the bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``. Rows, pixels and columns are
-    padded to whole tiles (padding columns get ``lo > hi``: bit 0, then cut)."""
+    """The first layer on the ``vpmaddubsw`` tiles (:mod:`.pixel_gemm`): int32 ``y`` (M, N), or
+    the bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``. Pixels and columns are padded to
+    whole quads and tasks (padding columns get ``lo > hi``: bit 0, then cut)."""
     if "madd" not in wts.plans:
         wts.plans["madd"] = madd_weights(wts.w)
     w4 = wts.plans["madd"]
     (m, k), n, cols = u.shape, wts.w.shape[1], MADD_BLOCK_COLS * w4.shape[0]
-    rows = -(-m // MADD_ROWS) * MADD_ROWS
-    pixels = np.zeros((rows, 4 * w4.shape[1]), np.uint8)
-    pixels[:m, :k] = u
+    pixels = u if k == 4 * w4.shape[1] else np.zeros((m, 4 * w4.shape[1]), np.uint8)
+    if pixels is not u:
+        pixels[:, :k] = u
+    quads = np.ascontiguousarray(pixels).view(np.uint32)
     if fused:
         lo_p, hi_p = np.ones(cols, np.int32), np.zeros(cols, np.int32)
         lo_p[:n], hi_p[:n] = lo, hi
-        out = np.empty((rows, cols // 64), np.uint64)
-        _madd_gemm_nb(pixels.view(np.uint32), w4, lo_p, hi_p, np.zeros((1, 1), np.int32), out)
-        return np.ascontiguousarray(out[:m, : (n + 63) // 64])
-    y = np.empty((rows, cols), np.int32)
+        out = np.empty((m, cols // 64), np.uint64)
+        _madd_gemm_nb(quads, w4, lo_p, hi_p, np.zeros((1, 1), np.int32), out)
+        words = (n + 63) // 64
+        return out if out.shape[1] == words else np.ascontiguousarray(out[:, :words])
+    y = np.empty((m, cols), np.int32)
     nothing = np.zeros(0, np.int32)
-    _madd_gemm_nb(pixels.view(np.uint32), w4, nothing, nothing, y, np.zeros((1, 1), np.uint64))
-    return np.ascontiguousarray(y[:m, :n])
+    _madd_gemm_nb(quads, w4, nothing, nothing, y, np.zeros((1, 1), np.uint64))
+    return y if cols == n else np.ascontiguousarray(y[:, :n])
 
 
 def _first_layer_kernel(m: int, madd: bool | None) -> str:
-    # "bitplane" for a few rows, "madd" for the tile where chosen (None: the host decides),
-    # else "gemm" (oneDNN or the int8 GEMM)
-    madd = madd_first_layer() if madd is None else madd
-    if m < (MADD_MIN_ROWS if madd else BITPLANE_MAX_ROWS):
-        return "bitplane"
-    return "madd" if madd else "gemm"
+    # "madd" (the tiles) where chosen (None: the host decides); else "bitplane" for a few rows
+    # and "gemm" (oneDNN or the int8 GEMM) from BITPLANE_MAX_ROWS
+    if madd_first_layer() if madd is None else madd:
+        return "madd"
+    return "bitplane" if m < BITPLANE_MAX_ROWS else "gemm"
 
 
 def uint8_gemm(
@@ -2003,11 +2014,10 @@ def uint8_gemm(
     use_torch: bool = True,
     madd: bool | None = None,
 ) -> np.ndarray:
-    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) on the ``vpmaddubsw`` tile where
-    ``madd`` (None: on AVX2 hosts without VNNI), else on oneDNN's uint8 x int8 linear, else as
-    ``(u - 128) w + 128 colsum`` (an int8 GEMM); below :data:`BITPLANE_MAX_ROWS` rows
-    (:data:`MADD_MIN_ROWS` with the tile) from bit planes. ``use_torch=False``: the numba
-    kernels only."""
+    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) on the ``vpmaddubsw`` tiles where
+    ``madd`` (None: on AVX2 hosts without VNNI). Elsewhere below :data:`BITPLANE_MAX_ROWS` rows
+    from bit planes, else on oneDNN's uint8 x int8 linear, else as ``(u - 128) w + 128 colsum``
+    (an int8 GEMM). ``use_torch=False``: the numba kernels only."""
     a8 = _shifted(u, wts)
     kernel = _first_layer_kernel(u.shape[0], madd)
     if kernel != "gemm":

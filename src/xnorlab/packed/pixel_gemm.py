@@ -28,10 +28,11 @@ from .nibbles import _data, host_has
 #: broadcast pixel quad and a product (16 ymm registers).
 MADD_ROWS = 6
 MADD_BLOCKS = 2
-#: From this many rows the first layer runs on the tile, below on the bit-plane column kernel.
-#: 784 x 4096 thresholded, 1 thread (us, bit planes / tile): 1 row 117 / 170, 2 rows 216 / 170,
-#: 6 rows 604 / 170; the tile computes all 6 of its rows whatever the batch.
-MADD_MIN_ROWS = 2
+#: Blocks of the one-row tile (the rows past whole tiles, and batch 1): each weight vector
+#: serves one row, so it is loaded into the multiply itself. 784 x 4096 thresholded at batch
+#: 1, 1 thread: 89 us, against 120 us for the bit-plane kernel (streaming 8x fewer weight
+#: bytes, but 8 passes).
+MADD_ROW_BLOCKS = 8
 #: Columns per block (one weight vector: 8 columns x 4 weights).
 MADD_BLOCK_COLS = 8
 #: Pixel quads an int16 lane sums before the tile widens it: 64 * 2 * 255 < 2^15.
@@ -61,33 +62,33 @@ def _x86(builder, name, ret, *args):
     return builder.call(cgutils.get_or_insert_function(builder.module, fn, name), args)
 
 
-@intrinsic
-def madd_tile(typingctx, y, u32, w4, m0, b0, t0, q0, q1):
-    """``y[r, 8 (t0 + c) + j] += sum_{q0 <= q < q1} u[m0 + r, 4q : 4q + 4] .
-    w[4q : 4q + 4, 8 (b0 + c) + j]`` for the tile's :data:`MADD_ROWS` rows r and
-    :data:`MADD_BLOCKS` blocks c, ``q1 - q0 <=`` :data:`MADD_QUADS`. ``y`` int32 (rows, 8 T),
-    ``u32`` the uint8 rows as pixel quads (M, Q), ``w4`` from :func:`madd_weights` (B, Q, 32)."""
-    ok = (isinstance(y, types.Array) and y.dtype == types.int32 and u32.dtype == types.uint32
-          and w4.dtype == types.int8)
-    if not ok:
-        return None
-    sig = types.void(y, u32, w4, m0, b0, t0, q0, q1)
+def _tile(nrows: int, nblocks: int):
+    """The register tile of ``nrows`` rows x ``nblocks`` blocks as a numba intrinsic."""
 
+    @intrinsic
+    def tile(typingctx, y, u32, w4, m0, b0, t0, q0, q1):
+        ok = (isinstance(y, types.Array) and y.dtype == types.int32
+              and u32.dtype == types.uint32 and w4.dtype == types.int8)
+        if not ok:
+            return None
+        return types.void(y, u32, w4, m0, b0, t0, q0, q1), _tile_codegen(nrows, nblocks)
+
+    return tile
+
+
+def _tile_codegen(nrows: int, nblocks: int):
     def codegen(context, builder, signature, args):
         yp, up, wp = (_data(context, builder, signature.args[i], args[i]) for i in range(3))
         m0, b0, t0, q0, q1 = args[3:]
-        ncols = cgutils.unpack_tuple(builder, context.make_array(signature.args[0])(
-            context, builder, args[0]).shape)[1]
-        quads = cgutils.unpack_tuple(builder, context.make_array(signature.args[1])(
-            context, builder, args[1]).shape)[1]
-        accs = [[cgutils.alloca_once(builder, _V16I16) for _ in range(MADD_BLOCKS)]
-                for _ in range(MADD_ROWS)]
-        for row in accs:
-            for a in row:
-                builder.store(ir.Constant(_V16I16, [0] * 16), a)
-        rows = [builder.mul(builder.add(m0, ir.Constant(_I64, r)), quads) for r in range(MADD_ROWS)]
+        ncols, quads = (cgutils.unpack_tuple(builder, context.make_array(signature.args[i])(
+            context, builder, args[i]).shape)[1] for i in (0, 1))
+        accs = [[cgutils.alloca_once(builder, _V16I16) for _ in range(nblocks)]
+                for _ in range(nrows)]
+        for acc in (a for row in accs for a in row):
+            builder.store(ir.Constant(_V16I16, [0] * 16), acc)
+        rows = [builder.mul(builder.add(m0, ir.Constant(_I64, r)), quads) for r in range(nrows)]
         blocks = [builder.mul(builder.add(b0, ir.Constant(_I64, c)), quads)
-                  for c in range(MADD_BLOCKS)]
+                  for c in range(nblocks)]
         splat = ir.Constant(_V8I32, [0] * 8)
         with cgutils.for_range_slice(builder, q0, q1, ir.Constant(_I64, 1)) as (q, _):
             ws = [builder.load(_at(builder, wp, builder.mul(builder.add(blk, q),
@@ -97,13 +98,13 @@ def madd_tile(typingctx, y, u32, w4, m0, b0, t0, q0, q1):
                 quad = builder.load(builder.gep(up, [builder.add(row, q)]), align=4)
                 one = builder.insert_element(ir.Constant(_V8I32, None), quad, ir.Constant(_I32, 0))
                 pix = builder.bitcast(builder.shuffle_vector(one, one, splat), _V32I8)
-                for c in range(MADD_BLOCKS):
+                for c in range(nblocks):
                     prod = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _V16I16, pix, ws[c])
                     builder.store(builder.add(builder.load(accs[r][c]), prod), accs[r][c])
         ones = ir.Constant(_V16I16, [1] * 16)
-        for r in range(MADD_ROWS):
+        for r in range(nrows):
             base = builder.mul(ir.Constant(_I64, r), ncols)
-            for c in range(MADD_BLOCKS):
+            for c in range(nblocks):
                 col = builder.mul(builder.add(t0, ir.Constant(_I64, c)),
                                   ir.Constant(_I64, MADD_BLOCK_COLS))
                 ptr = _at(builder, yp, builder.add(base, col), _V8I32)
@@ -112,7 +113,16 @@ def madd_tile(typingctx, y, u32, w4, m0, b0, t0, q0, q1):
                 builder.store(builder.add(builder.load(ptr, align=4), wide), ptr, align=4)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
+
+
+#: ``madd_tile(y, u32, w4, m0, b0, t0, q0, q1)``: ``y[r, 8 (t0 + c) + j] += sum_{q0 <= q < q1}
+#: u[m0 + r, 4q : 4q + 4] . w[4q : 4q + 4, 8 (b0 + c) + j]`` for the tile's :data:`MADD_ROWS`
+#: rows r and :data:`MADD_BLOCKS` blocks c, ``q1 - q0 <=`` :data:`MADD_QUADS`; ``y`` int32
+#: (rows, 8 T), ``u32`` the uint8 rows as pixel quads (M, Q), ``w4`` from :func:`madd_weights`.
+madd_tile = _tile(MADD_ROWS, MADD_BLOCKS)
+#: The same for one row and :data:`MADD_ROW_BLOCKS` blocks (the rows past whole tiles).
+madd_row = _tile(1, MADD_ROW_BLOCKS)
 
 
 def madd_weights(w: np.ndarray) -> np.ndarray:
