@@ -11,7 +11,7 @@ from xnorlab.packed.engine import get_backend
 
 def _params(fn) -> list[str]:
     return [p for p in inspect.signature(fn).parameters if p not in ("self", "threads",
-                                                                     "use_torch", "madd")]
+                                                                     "use_torch", "tables")]
 
 
 def test_ops_cover_every_kernel_the_layers_call():

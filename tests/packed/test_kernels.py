@@ -164,7 +164,7 @@ ra = wa[:1]  # batch 1: row by row
 assert np.array_equal(kernels.xnor_gemm(pack_signs(ra), pack_signs(wb), 1100), ra @ wb.T)
 u = rng.integers(0, 256, size=(1, 200), dtype=np.uint8)  # batch 1: bit planes by columns
 wts = reference.int8_weights(pack_signs(xb), 200)
-assert np.array_equal(kernels.uint8_gemm(u, wts, madd=False), u.astype(np.int64) @ xb.T)
+assert np.array_equal(kernels.uint8_gemm(u, wts, tables=False), u.astype(np.int64) @ xb.T)
 g = ((1, 1), (1, 1, 1, 1))
 for c in (16, 40):  # byte planes; word taps
     x = pack_signs(rng.choice([-1, 1], size=(3, 6, 7, c)))

@@ -1,4 +1,4 @@
-"""First dense layer on uint8 rows: the vpmaddubsw tile (AVX2 hosts), oneDNN's uint8 x int8
+"""First dense layer on uint8 rows: the table tiles (AVX2 hosts), oneDNN's uint8 x int8
 linear, the int8 GEMM (torch._int_mm and the numba fallback) with the exact 128-shift
 correction and, below BITPLANE_MAX_ROWS rows, the bit-plane column kernel; plain and fused
 with the threshold, vs the float64 reference and an int64 matmul."""
@@ -17,17 +17,17 @@ from xnorlab.packed import kernels, reference
 from xnorlab.packed.bits import pack_signs
 from xnorlab.packed.layers import THRESH_MAX, THRESH_MIN
 from xnorlab.packed.nibbles import host_has
-from xnorlab.packed.pixel_gemm import MADD_QUADS
+from xnorlab.packed.pixel_tables import GROUP_PIXELS, RUN_GROUPS
 
 THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
-# (use_torch, madd): oneDNN, the numba int8 GEMM, and the vpmaddubsw tile where the CPU has AVX2
+# (use_torch, tables): oneDNN, the numba int8 GEMM, and the table tiles where the CPU has AVX2
 KERNELS = [(True, False), (False, False)] + [(False, True)] * host_has("avx2")
 
 # (M, N, K): batch 1, K below / at / above word multiples, the paper MLP's 784, odd N; 300 rows
-# are two oneDNN blocks, 784 pixels more than one tile's int16 run of MADD_QUADS quads
+# are two oneDNN blocks, 784 pixels more than one tile's uint16 run of RUN_GROUPS groups
 SHAPES = [(1, 1, 1), (1, 10, 784), (3, 5, 63), (7, 11, 64), (13, 7, 65), (66, 200, 130),
           (130, 70, 784), (2, 129, 3), (5, 300, 784), (300, 4000, 100)]
-assert kernels.ONEDNN_BLOCK_BYTES // (4 * 4000) < 300 and 4 * MADD_QUADS < 784
+assert kernels.ONEDNN_BLOCK_BYTES // (4 * 4000) < 300 and GROUP_PIXELS * RUN_GROUPS < 784
 assert min(m for m, _, _ in SHAPES) < kernels.BITPLANE_MAX_ROWS <= max(m for m, _, _ in SHAPES)
 
 
@@ -49,10 +49,10 @@ def test_uint8_gemm_equals_integer_matmul(m, n, k):
     assert np.array_equal(wts.colsum, w.sum(axis=1))
     ref = reference.uint8_gemm(u, wts)
     assert ref.dtype == np.int32 and np.array_equal(ref, want)
-    for use_torch, madd in KERNELS:
+    for use_torch, tables in KERNELS:
         for threads in THREADS:
-            got = kernels.uint8_gemm(u, wts, threads=threads, use_torch=use_torch, madd=madd)
-            assert got.dtype == np.int32 and np.array_equal(got, want), (madd, use_torch, threads)
+            got = kernels.uint8_gemm(u, wts, threads=threads, use_torch=use_torch, tables=tables)
+            assert got.dtype == np.int32 and np.array_equal(got, want), (tables, use_torch, threads)
     if m >= kernels.BITPLANE_MAX_ROWS:  # torch's oneDNN quantized linear took these rows
         assert wts.plans["onednn"] is not None
 
@@ -69,23 +69,24 @@ def test_uint8_gemm_fused_threshold(m, n, k):
     flip = rng.random(n) < 0.5
     want = pack_signs(np.where(np.where(flip, y <= t, y >= t), 1, -1))
     assert np.array_equal(reference.uint8_gemm_threshold(u, wts, t, flip), want)
-    for use_torch, madd in KERNELS:
+    for use_torch, tables in KERNELS:
         for threads in THREADS:
             got = kernels.uint8_gemm_threshold(u, wts, t, flip, threads=threads,
-                                               use_torch=use_torch, madd=madd)
-            assert np.array_equal(got, want), (madd, use_torch, threads)
+                                               use_torch=use_torch, tables=tables)
+            assert np.array_equal(got, want), (tables, use_torch, threads)
 
 
-@pytest.mark.skipif(not host_has("avx2"), reason="the vpmaddubsw tile needs AVX2")
-def test_madd_tile_int16_sums_hold_the_extremes():
-    """All pixels 255 against runs of equal weights: every int16 run reaches 64 * 510, the
-    most it may hold before the tile widens it."""
-    k = 8 * MADD_QUADS + 6
+@pytest.mark.skipif(not host_has("avx2"), reason="the table tiles need AVX2")
+def test_table_tile_sums_hold_the_extremes():
+    """All pixels 255 against +1 weights: every table entry of all four pixels is 60 per
+    nibble, every byte sum of 4 groups 240 and every uint16 run 64 * 1020, the most each may
+    hold before the tile widens it; -1 columns add nothing to the subset sums."""
+    k = 3 * GROUP_PIXELS * RUN_GROUPS + 6
     u = np.full((7, k), 255, np.uint8)
     w = np.ones((130, k), np.int8)
     w[1::2] = -1
     want = u.astype(np.int64) @ w.astype(np.int64).T
-    got = kernels.uint8_gemm(u, reference.int8_weights(pack_signs(w), k), madd=True)
+    got = kernels.uint8_gemm(u, reference.int8_weights(pack_signs(w), k), tables=True)
     assert np.array_equal(got, want)
 
 
@@ -114,14 +115,14 @@ u = rng.integers(0, 256, size=(37, 784), dtype=np.uint8)
 w = rng.choice(np.array([-1, 1], np.int8), size=(70, 784))
 want = u.astype(np.int64) @ w.astype(np.int64).T
 wts = reference.int8_weights(pack_signs(w), 784)
-for use_torch, madd in ((True, False), (False, False), (False, True)):
-    assert np.array_equal(kernels.uint8_gemm(u, wts, use_torch=use_torch, madd=madd), want)
+for use_torch, tables in ((True, False), (False, False), (False, True)):
+    assert np.array_equal(kernels.uint8_gemm(u, wts, use_torch=use_torch, tables=tables), want)
 t = want[0].astype(np.int32)
 f = rng.random(70) < 0.5
 bits = pack_signs(np.where(np.where(f, want <= t, want >= t), 1, -1))
-for madd in (False, True):
-    assert np.array_equal(kernels.uint8_gemm_threshold(u, wts, t, f, madd=madd), bits), madd
-for name in ("_int8_matmul_nb", "_threshold_pack_nb", "_madd_gemm_nb"):
+for tables in (False, True):
+    assert np.array_equal(kernels.uint8_gemm_threshold(u, wts, t, f, tables=tables), bits), tables
+for name in ("_int8_matmul_nb", "_threshold_pack_nb", "_table_gemm_nb", "_pixel_tables_nb"):
     asm = "\\n".join(getattr(kernels, name).inspect_asm().values())
     assert asm and "zmm" not in asm, name + ": AVX-512 for AVX2"
 print("ok")

@@ -63,17 +63,21 @@ from .nibbles import (
     split_nibbles,
     weight_planes,
 )
-from .pixel_gemm import (
-    MADD_BLOCK_COLS,
-    MADD_BLOCKS,
-    MADD_QUADS,
-    MADD_ROW_BLOCKS,
-    MADD_ROWS,
-    MADD_TASK_BLOCKS,
-    madd_first_layer,
-    madd_row,
-    madd_tile,
-    madd_weights,
+from .pixel_tables import (
+    BLOCK_COLS,
+    GROUP_PIXELS,
+    ROW_BLOCKS,
+    RUN_GROUPS,
+    TABLE_BLOCKS,
+    TABLE_BYTES,
+    TABLE_CHUNK_BLOCKS,
+    TABLE_ROWS,
+    TABLE_TASK_ROWS,
+    build_tables,
+    index_planes,
+    table_first_layer,
+    table_row,
+    table_tile,
 )
 from .reference import TAPS_PER_PASS, ConvTaps, Int8Weights, conv_geometry
 
@@ -1890,11 +1894,14 @@ def _onednn_weights(wts: Int8Weights, torch) -> tuple | None:
     return wts.plans["onednn"]
 
 
-def _shifted(u: np.ndarray, wts: Int8Weights) -> np.ndarray:
+def _check_rows(u: np.ndarray, wts: Int8Weights) -> None:
     if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.ndim != 2:
         raise ValueError(f"u must be 2-D uint8 rows, got {getattr(u, 'dtype', type(u))}")
     if u.shape[1] != wts.w.shape[0] or wts.w.dtype != np.int8:
         raise ValueError(f"u has {u.shape[1]} columns, the int8 weights {wts.w.shape}")
+
+
+def _shifted(u: np.ndarray) -> np.ndarray:
     return np.bitwise_xor(u, np.uint8(128)).view(np.int8)  # u - 128, exactly
 
 
@@ -1937,72 +1944,97 @@ def _bitplane_columns(
     return y
 
 
-@njit(cache=True, inline="always")
-def _madd_emit(tile, nrows, m0, c0, lo, hi, y, out):  # pragma: no cover - compiled
-    # the tile's int32 sums, while in L1: thresholded into ``out`` (lo non-empty) or copied
-    cols = tile.shape[1]
-    for r in range(nrows):
-        if lo.shape[0] > 0:
-            _pack_row(tile[r], lo[c0 : c0 + cols], hi[c0 : c0 + cols], out[m0 + r, c0 >> 6 :])
-        else:
-            y[m0 + r, c0 : c0 + cols] = tile[r]
+@njit(parallel=True, cache=True)
+def _pixel_tables_nb(u32, tabs):  # pragma: no cover - compiled
+    for m in prange(u32.shape[0]):
+        build_tables(tabs, u32, m, m)
+
+
+@njit(cache=True)
+def _table_sweep(tile, tabs, idx, m, nrows, b_lo, b_hi):  # pragma: no cover - compiled
+    # tile[:nrows] = the subset sums of rows m .. m + nrows - 1 over blocks b_lo .. b_hi
+    groups = tabs.shape[1]
+    tile[:nrows] = 0
+    step = TABLE_BLOCKS if nrows == TABLE_ROWS else ROW_BLOCKS
+    for b in range(b_lo, b_hi, step):
+        c0 = (b - b_lo) * BLOCK_COLS
+        for g0 in range(0, groups, RUN_GROUPS):
+            g1 = min(groups, g0 + RUN_GROUPS)
+            if nrows == TABLE_ROWS:
+                table_tile(tile, tabs, idx, m, b, c0, g0, g1)
+            else:
+                table_row(tile, tabs, idx, m, b, c0, g0, g1)
 
 
 @njit(parallel=True, cache=True)
-def _madd_gemm_nb(u32, w4, lo, hi, y, out):  # pragma: no cover - compiled
-    # a task: MADD_TASK_BLOCKS column blocks (two output words) over every row, its weights
-    # in L2: whole tiles of MADD_ROWS rows, then the rest a row at a time
-    mrows, quads = u32.shape
-    cols = MADD_BLOCK_COLS * MADD_TASK_BLOCKS
-    whole = mrows - mrows % MADD_ROWS
-    for g in prange(w4.shape[0] // MADD_TASK_BLOCKS):
-        tile = np.empty((MADD_ROWS, cols), np.int32)
-        b0, c0 = g * MADD_TASK_BLOCKS, g * cols
-        for m0 in range(0, whole, MADD_ROWS):
-            tile[:] = 0
-            for t0 in range(0, MADD_TASK_BLOCKS, MADD_BLOCKS):
-                for q0 in range(0, quads, MADD_QUADS):
-                    madd_tile(tile, u32, w4, m0, b0 + t0, t0, q0, min(quads, q0 + MADD_QUADS))
-            _madd_emit(tile, MADD_ROWS, m0, c0, lo, hi, y, out)
-        for m in range(whole, mrows):
-            tile[0] = 0
-            for t0 in range(0, MADD_TASK_BLOCKS, MADD_ROW_BLOCKS):
-                for q0 in range(0, quads, MADD_QUADS):
-                    madd_row(tile, u32, w4, m, b0 + t0, t0, q0, min(quads, q0 + MADD_QUADS))
-            _madd_emit(tile, 1, m, c0, lo, hi, y, out)
+def _table_gemm_nb(pixels, tabs, idx, task_rows, lo, hi, y, out):  # pragma: no cover - compiled
+    # a task: TABLE_CHUNK_BLOCKS column blocks (their index planes in L2) over task_rows rows,
+    # in tiles of TABLE_ROWS rows and a last odd row; each tile emitted while in L1 as
+    # y = 2 (sum over the +1 weights) - (sum of the row), thresholded into out if lo is given
+    mrows = pixels.shape[0]
+    nblocks = idx.shape[0]
+    chunks = (nblocks + TABLE_CHUNK_BLOCKS - 1) // TABLE_CHUNK_BLOCKS
+    row_tasks = (mrows + task_rows - 1) // task_rows
+    for task in prange(chunks * row_tasks):
+        b_lo = (task % chunks) * TABLE_CHUNK_BLOCKS
+        b_hi = min(nblocks, b_lo + TABLE_CHUNK_BLOCKS)
+        c0, cols = b_lo * BLOCK_COLS, (b_hi - b_lo) * BLOCK_COLS
+        m_hi = min(mrows, (task // chunks + 1) * task_rows)
+        tile = np.empty((TABLE_ROWS, cols), np.int32)
+        m = (task // chunks) * task_rows
+        while m < m_hi:
+            nrows = TABLE_ROWS if m + TABLE_ROWS <= m_hi else 1
+            _table_sweep(tile, tabs, idx, m, nrows, b_lo, b_hi)
+            for r in range(nrows):
+                total = np.int32(0)
+                for k in range(pixels.shape[1]):
+                    total += pixels[m + r, k]
+                row = tile[r]
+                for j in range(cols):
+                    row[j] = 2 * row[j] - total
+                if lo.shape[0] > 0:
+                    _pack_row(row, lo[c0 : c0 + cols], hi[c0 : c0 + cols], out[m + r, c0 >> 6 :])
+                else:
+                    y[m + r, c0 : c0 + cols] = row
+            m += nrows
 
 
-def _madd_layer(u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray,
-                fused: bool) -> np.ndarray:
-    """The first layer on the ``vpmaddubsw`` tiles (:mod:`.pixel_gemm`): int32 ``y`` (M, N), or
-    the bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``. Pixels and columns are padded to
-    whole quads and tasks (padding columns get ``lo > hi``: bit 0, then cut)."""
-    if "madd" not in wts.plans:
-        wts.plans["madd"] = madd_weights(wts.w)
-    w4 = wts.plans["madd"]
-    (m, k), n, cols = u.shape, wts.w.shape[1], MADD_BLOCK_COLS * w4.shape[0]
-    pixels = u if k == 4 * w4.shape[1] else np.zeros((m, 4 * w4.shape[1]), np.uint8)
+def _table_layer(u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray,
+                 fused: bool) -> np.ndarray:
+    """The first layer on the table tiles (:mod:`.pixel_tables`): int32 ``y`` (M, N), or the
+    bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``. Pixels and columns are padded to the
+    index planes' groups and blocks (padding columns get ``lo > hi``: bit 0, then cut)."""
+    if "tables" not in wts.plans:
+        wts.plans["tables"] = index_planes(wts.w, BLOCK_COLS * ROW_BLOCKS)
+    idx = wts.plans["tables"]
+    (m, k), n, cols = u.shape, wts.w.shape[1], BLOCK_COLS * idx.shape[0]
+    width = GROUP_PIXELS * idx.shape[1]
+    pixels = u if k == width else np.zeros((m, width), np.uint8)
     if pixels is not u:
         pixels[:, :k] = u
-    quads = np.ascontiguousarray(pixels).view(np.uint32)
+    pixels = np.ascontiguousarray(pixels)
+    tabs = np.empty((m, idx.shape[1], TABLE_BYTES), np.uint8)
+    _pixel_tables_nb(pixels.view(np.uint32), tabs)
+    threads = numba.get_num_threads()
+    task_rows = max(TABLE_ROWS, min(TABLE_TASK_ROWS, 2 * -(-m // (4 * threads))))
     if fused:
         lo_p, hi_p = np.ones(cols, np.int32), np.zeros(cols, np.int32)
         lo_p[:n], hi_p[:n] = lo, hi
         out = np.empty((m, cols // 64), np.uint64)
-        _madd_gemm_nb(quads, w4, lo_p, hi_p, np.zeros((1, 1), np.int32), out)
+        _table_gemm_nb(pixels, tabs, idx, task_rows, lo_p, hi_p, np.zeros((1, 1), np.int32), out)
         words = (n + 63) // 64
         return out if out.shape[1] == words else np.ascontiguousarray(out[:, :words])
     y = np.empty((m, cols), np.int32)
     nothing = np.zeros(0, np.int32)
-    _madd_gemm_nb(quads, w4, nothing, nothing, y, np.zeros((1, 1), np.uint64))
+    _table_gemm_nb(pixels, tabs, idx, task_rows, nothing, nothing, y, np.zeros((1, 1), np.uint64))
     return y if cols == n else np.ascontiguousarray(y[:, :n])
 
 
-def _first_layer_kernel(m: int, madd: bool | None) -> str:
-    # "madd" (the tiles) where chosen (None: the host decides); else "bitplane" for a few rows
-    # and "gemm" (oneDNN or the int8 GEMM) from BITPLANE_MAX_ROWS
-    if madd_first_layer() if madd is None else madd:
-        return "madd"
+def _first_layer_kernel(m: int, tables: bool | None) -> str:
+    # "tables" (the table tiles) where chosen (None: the host decides); else "bitplane" for a
+    # few rows and "gemm" (oneDNN or the int8 GEMM) from BITPLANE_MAX_ROWS
+    if table_first_layer() if tables is None else tables:
+        return "tables"
     return "bitplane" if m < BITPLANE_MAX_ROWS else "gemm"
 
 
@@ -2012,17 +2044,17 @@ def uint8_gemm(
     *,
     threads: int | None = None,
     use_torch: bool = True,
-    madd: bool | None = None,
+    tables: bool | None = None,
 ) -> np.ndarray:
-    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) on the ``vpmaddubsw`` tiles where
-    ``madd`` (None: on AVX2 hosts without VNNI). Elsewhere below :data:`BITPLANE_MAX_ROWS` rows
+    """First layer: ``y[m, n] = sum_k u[m, k] w[k, n]`` (int32) on the table tiles where
+    ``tables`` (None: on AVX2 hosts without VNNI). Elsewhere below :data:`BITPLANE_MAX_ROWS` rows
     from bit planes, else on oneDNN's uint8 x int8 linear, else as ``(u - 128) w + 128 colsum``
     (an int8 GEMM). ``use_torch=False``: the numba kernels only."""
-    a8 = _shifted(u, wts)
-    kernel = _first_layer_kernel(u.shape[0], madd)
+    _check_rows(u, wts)
+    kernel = _first_layer_kernel(u.shape[0], tables)
     if kernel != "gemm":
         nothing = np.zeros(0, np.int32)
-        layer = _bitplane_columns if kernel == "bitplane" else _madd_layer
+        layer = _bitplane_columns if kernel == "bitplane" else _table_layer
         with _with_threads(threads):
             return layer(u, wts, nothing, nothing, False)
     with _with_threads(threads), _torch_threads(threads):
@@ -2032,7 +2064,7 @@ def uint8_gemm(
             for sl, yf in blocks:
                 y[sl] = yf  # float32 integers below 2^24: exact
             return y
-        y = int8_matmul(a8, wts.w, use_torch=use_torch)
+        y = int8_matmul(_shifted(u), wts.w, use_torch=use_torch)
         _add_row_nb(y, 128 * wts.colsum)
     return y
 
@@ -2045,16 +2077,16 @@ def uint8_gemm_threshold(
     *,
     threads: int | None = None,
     use_torch: bool = True,
-    madd: bool | None = None,
+    tables: bool | None = None,
 ) -> np.ndarray:
     """First layer fused with the threshold: packed bits (M, n_words(N)), on the kernels of
     :func:`uint8_gemm`. On the int8 GEMM the ``128 colsum`` correction is folded into the
     bounds (``lo <= y0 + c <= hi <=> lo - c <= y0 <= hi - c``)."""
-    a8 = _shifted(u, wts)
+    _check_rows(u, wts)
     n = wts.w.shape[1]
-    kernel = _first_layer_kernel(u.shape[0], madd)
+    kernel = _first_layer_kernel(u.shape[0], tables)
     if kernel != "gemm":
-        layer = _bitplane_columns if kernel == "bitplane" else _madd_layer
+        layer = _bitplane_columns if kernel == "bitplane" else _table_layer
         with _with_threads(threads):
             return layer(u, wts, *_bounds(thresh, flip, n), True)
     out = np.empty((u.shape[0], (n + 63) // 64), dtype=np.uint64)
@@ -2069,7 +2101,7 @@ def uint8_gemm_threshold(
                 _threshold_pack_nb(yf, lo, hi, out[sl])
             return out
         lo, hi = _bounds(thresh, flip, n, offset=128 * wts.colsum.astype(np.int64))
-        y0 = int8_matmul(a8, wts.w, use_torch=use_torch)
+        y0 = int8_matmul(_shifted(u), wts.w, use_torch=use_torch)
         _threshold_pack_nb(y0, lo, hi, out)
     return out
 
