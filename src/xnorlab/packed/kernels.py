@@ -24,7 +24,8 @@
   tables (:func:`_nibble_columns_nb`): rows in pairs, vectorised over output columns, the
   weights as nibble planes; 1.4-1.6x the XOR kernels, above the XOR+popcount peak.
 * First dense layer from uint8 rows (:func:`uint8_gemm`): on AVX2 hosts without VNNI
-  ``vpmaddubsw`` register tiles (:mod:`.pixel_gemm`) at every batch size, thresholded in L1.
+  ``vpshufb`` lookups of pixel-nibble subset sums (:mod:`.pixel_tables`) at every batch size,
+  thresholded in L1.
   Elsewhere oneDNN's quantized linear, uint8 pixels by the +-1 weights as int8 with int32 sums
   (VNNI ``vpdpbusd`` / AMX-INT8 where the CPU has them), its float32 output exact below 2^24,
   the weights packed once. Where that op is missing, an int8 GEMM of ``u - 128`` (``u ^ 0x80``

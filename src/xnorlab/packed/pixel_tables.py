@@ -64,6 +64,11 @@ def _at(builder, base, index, vtype):
     return builder.bitcast(builder.gep(base, [index]), vtype.as_pointer())
 
 
+def _x86(builder, name, ret, *args):
+    fn = ir.FunctionType(ret, [a.type for a in args])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fn, name), args)
+
+
 def _i64(v: int):
     return ir.Constant(_I64, v)
 
@@ -190,11 +195,6 @@ def _tile_codegen(nrows: int, nblocks: int):
         return context.get_dummy_value()
 
     return codegen
-
-
-def _x86(builder, name, ret, *args):
-    fn = ir.FunctionType(ret, [a.type for a in args])
-    return builder.call(cgutils.get_or_insert_function(builder.module, fn, name), args)
 
 
 #: ``table_tile(y, tabs, idx, t0, b0, c0, g0, g1)``: ``y[r, c0 + 32 c + o] += sum_{g0 <= g <
