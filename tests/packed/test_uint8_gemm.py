@@ -74,6 +74,9 @@ def test_uint8_gemm_fused_threshold(m, n, k):
             got = kernels.uint8_gemm_threshold(u, wts, t, flip, threads=threads,
                                                use_torch=use_torch, tables=tables)
             assert np.array_equal(got, want), (tables, use_torch, threads)
+    for threads in THREADS:  # prepared once (the table tiles' bounds and planes), run twice
+        run = kernels.uint8_gemm_threshold_runner(m, wts, t, flip, threads=threads)
+        assert np.array_equal(run(u), want) and np.array_equal(run(u), want), threads
 
 
 @pytest.mark.skipif(not host_has("avx2"), reason="the table tiles need AVX2")

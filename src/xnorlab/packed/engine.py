@@ -36,7 +36,8 @@ BACKENDS = ("numba", "numpy")
 
 #: The numba backend's runner builders (see :meth:`~.layers.Layer.runner`).
 RUNNERS = ("binary_conv2d_runner", "compact_pixels_runner", "uint8_conv2d_runner",
-           "xnor_gemm_runner", "xnor_gemm_threshold_runner", "xnor_scores_runner")
+           "uint8_gemm_threshold_runner", "xnor_gemm_runner", "xnor_gemm_threshold_runner",
+           "xnor_scores_runner")
 
 
 def get_backend(name: str, threads: int | None = None) -> Backend:

@@ -95,6 +95,7 @@ __all__ = [
     "uint8_conv2d_runner",
     "uint8_gemm",
     "uint8_gemm_threshold",
+    "uint8_gemm_threshold_runner",
     "xnor_gemm",
     "xnor_gemm_runner",
     "xnor_gemm_threshold",
@@ -2000,15 +2001,32 @@ def _table_gemm_nb(pixels, tabs, idx, task_rows, lo, hi, y, out):  # pragma: no 
             m += nrows
 
 
-def _table_layer(u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray,
-                 fused: bool) -> np.ndarray:
-    """The first layer on the table tiles (:mod:`.pixel_tables`): int32 ``y`` (M, N), or the
-    bits ``lo <= y <= hi`` (M, n_words(N)) if ``fused``. Pixels and columns are padded to the
-    index planes' groups and blocks (padding columns get ``lo > hi``: bit 0, then cut)."""
+def _table_planes(wts: Int8Weights) -> np.ndarray:
+    """The weights' index planes for the table tiles (:mod:`.pixel_tables`), made once."""
     if "tables" not in wts.plans:
         wts.plans["tables"] = index_planes(wts.w, BLOCK_COLS * ROW_BLOCKS)
-    idx = wts.plans["tables"]
-    (m, k), n, cols = u.shape, wts.w.shape[1], BLOCK_COLS * idx.shape[0]
+    return wts.plans["tables"]
+
+
+def _table_task_rows(m: int, threads: int | None) -> int:
+    # up to TABLE_TASK_ROWS, fewer where a thread would get fewer than two tasks
+    threads = threads or numba.get_num_threads()
+    return max(TABLE_ROWS, min(TABLE_TASK_ROWS, 2 * -(-m // (4 * threads))))
+
+
+def _padded_bounds(lo: np.ndarray, hi: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    # padding columns get lo > hi: bit 0
+    lo_p, hi_p = np.ones(cols, np.int32), np.zeros(cols, np.int32)
+    lo_p[: lo.shape[0]], hi_p[: hi.shape[0]] = lo, hi
+    return lo_p, hi_p
+
+
+def _table_call(u: np.ndarray, idx: np.ndarray, n: int, task_rows: int,
+                bounds: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """The first layer of ``u`` on the table tiles: int32 ``y`` (M, N), or where ``bounds``
+    (padded to the planes' columns) the bits ``lo <= y <= hi`` (M, n_words(N)). Pixels are
+    padded to the planes' groups."""
+    (m, k), cols = u.shape, BLOCK_COLS * idx.shape[0]
     width = GROUP_PIXELS * idx.shape[1]
     pixels = u if k == width else np.zeros((m, width), np.uint8)
     if pixels is not u:
@@ -2016,19 +2034,23 @@ def _table_layer(u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray
     pixels = np.ascontiguousarray(pixels)
     tabs = np.empty((m, idx.shape[1], TABLE_BYTES), np.uint8)
     _pixel_tables_nb(pixels.view(np.uint32), tabs)
-    threads = numba.get_num_threads()
-    task_rows = max(TABLE_ROWS, min(TABLE_TASK_ROWS, 2 * -(-m // (4 * threads))))
-    if fused:
-        lo_p, hi_p = np.ones(cols, np.int32), np.zeros(cols, np.int32)
-        lo_p[:n], hi_p[:n] = lo, hi
+    if bounds is not None:
         out = np.empty((m, cols // 64), np.uint64)
-        _table_gemm_nb(pixels, tabs, idx, task_rows, lo_p, hi_p, np.zeros((1, 1), np.int32), out)
+        _table_gemm_nb(pixels, tabs, idx, task_rows, *bounds, np.zeros((1, 1), np.int32), out)
         words = (n + 63) // 64
         return out if out.shape[1] == words else np.ascontiguousarray(out[:, :words])
     y = np.empty((m, cols), np.int32)
     nothing = np.zeros(0, np.int32)
     _table_gemm_nb(pixels, tabs, idx, task_rows, nothing, nothing, y, np.zeros((1, 1), np.uint64))
     return y if cols == n else np.ascontiguousarray(y[:, :n])
+
+
+def _table_layer(u: np.ndarray, wts: Int8Weights, lo: np.ndarray, hi: np.ndarray,
+                 fused: bool) -> np.ndarray:
+    """:func:`_table_call` with the weights' planes: thresholded by ``lo, hi`` if ``fused``."""
+    idx = _table_planes(wts)
+    bounds = _padded_bounds(lo, hi, BLOCK_COLS * idx.shape[0]) if fused else None
+    return _table_call(u, idx, wts.w.shape[1], _table_task_rows(u.shape[0], None), bounds)
 
 
 def _first_layer_kernel(m: int, tables: bool | None) -> str:
@@ -2105,6 +2127,28 @@ def uint8_gemm_threshold(
         y0 = int8_matmul(_shifted(u), wts.w, use_torch=use_torch)
         _threshold_pack_nb(y0, lo, hi, out)
     return out
+
+
+def uint8_gemm_threshold_runner(
+    m: int, wts: Int8Weights, thresh: np.ndarray, flip: np.ndarray, *,
+    threads: int | None = None,
+):
+    """:func:`uint8_gemm_threshold` for inputs of ``m`` rows: a callable ``u -> bits``. On the
+    table tiles the padded bounds, index planes and task split are made once (at batch 1 they
+    took about a third of the 784 x 4096 layer's call)."""
+    if _first_layer_kernel(m, None) != "tables":
+        return lambda u: uint8_gemm_threshold(u, wts, thresh, flip, threads=threads)
+    n = wts.w.shape[1]
+    idx = _table_planes(wts)
+    bounds = _padded_bounds(*_bounds(thresh, flip, n), BLOCK_COLS * idx.shape[0])
+    task_rows = _table_task_rows(m, threads)
+
+    def run(u: np.ndarray) -> np.ndarray:
+        _check_rows(u, wts)
+        with _with_threads(threads):
+            return _table_call(u, idx, n, task_rows, bounds)
+
+    return run
 
 
 @njit(parallel=True, cache=True)

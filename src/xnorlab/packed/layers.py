@@ -349,6 +349,8 @@ class Dense(_Compute):
     def runner(self, ops: Any, a: Act, **kwargs: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         m = a.data.shape[0]
         if self.uint8_input and self.outputs_bits:
+            if hasattr(ops, "uint8_gemm_threshold_runner"):
+                return ops.uint8_gemm_threshold_runner(m, self.int8, self.thresh, self.flip)
             return lambda u: ops.uint8_gemm_threshold(u, self.int8, self.thresh, self.flip)
         if self.uint8_input:
             return lambda u: self._finish(ops.uint8_gemm(u, self.int8), ops)
