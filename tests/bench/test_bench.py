@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xnorlab.bench.exactness import compare
-from xnorlab.bench.timing import benchmark_model, inference_peak_rss
+from xnorlab.bench.timing import benchmark_model, inference_peak_rss, interleaved
 from xnorlab.models.build import build_model
 from xnorlab.packed.engine import PackedEngine
 from xnorlab.packed.export import export_model
@@ -55,6 +55,18 @@ def test_benchmark_rows_cover_every_engine_batch_and_thread(small_bnn):
     for r in rows:
         assert r["images_per_s_best"] >= r["images_per_s_median"] > 0
         assert np.isclose(r["images_per_s_best"], r["batch"] / r["best_s"])
+
+
+def test_interleaved_times_the_engines_in_alternating_rounds():
+    log: list[str] = []
+    fns = {name: (lambda name=name: log.append(name)) for name in ("a", "b")}
+    timed = interleaved(fns, repeats=3, min_seconds=0.0)
+    calls = {name: timed[name][0] for name in fns}
+    warm = len(log) - 3 * sum(calls.values())
+    rounds = log[warm:]
+    expected = (["a"] * calls["a"] + ["b"] * calls["b"]) * 3
+    assert rounds == expected
+    assert all(len(secs) == 3 and min(secs) > 0 for _, secs in timed.values())
 
 
 def test_inference_peak_rss_reports_both_engines(small_bnn):

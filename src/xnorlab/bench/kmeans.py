@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xnorlab.bench.timing import set_threads, time_calls
+from xnorlab.bench.timing import interleaved, set_threads
 from xnorlab.models.kmeans import KMeans
 from xnorlab.packed.export import export_kmeans
 
@@ -59,12 +59,9 @@ def side_by_side(km: KMeans, u8: np.ndarray, repeats: int = 5, min_seconds: floa
         "numpy_float32": lambda: km.predict(flat),
     }
     out: dict[str, Any] = {"n": len(u8), "threads": threads}
-    per_call: dict[str, list[float]] = {name: [] for name in calls}
     with torch.inference_mode():
-        for _ in range(repeats):  # rounds interleave the engines, so drift hits all alike
-            for name, call in calls.items():
-                per_call[name] += time_calls(call, 1, min_seconds)[1]
-    for name, secs in per_call.items():
+        timed = interleaved(calls, repeats, min_seconds)
+    for name, (_, secs) in timed.items():
         out[name] = {"images_per_s_best": len(u8) / min(secs),
                      "images_per_s_median": len(u8) / float(np.median(secs))}
     for base in ("torch_float32", "numpy_float32"):

@@ -47,10 +47,8 @@ class Timing:
         }
 
 
-def time_calls(
-    fn: Callable[[], object], repeats: int, min_seconds: float
-) -> tuple[int, list[float]]:
-    """Per-call seconds of `fn` over `repeats` repeats, each long enough to time reliably."""
+def calibrate(fn: Callable[[], object], min_seconds: float) -> int:
+    """Compile and warm ``fn``; the number of calls that lasts about ``min_seconds``."""
     fn()  # JIT compilation
     # warm up for about one repeat: the first calls after a switch of engine, batch or thread
     # count run several times slower (oneDNN primitive creation, caches, thread pools)
@@ -59,14 +57,36 @@ def time_calls(
         fn()
         warm += 1
     one = max((time.perf_counter() - start) / warm, 1e-7)
-    calls = max(1, int(min_seconds / one))
-    per_call = []
+    return max(1, int(min_seconds / one))
+
+
+def timed_repeat(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of ``fn`` over ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def time_calls(
+    fn: Callable[[], object], repeats: int, min_seconds: float
+) -> tuple[int, list[float]]:
+    """Per-call seconds of `fn` over `repeats` repeats, each long enough to time reliably."""
+    calls = calibrate(fn, min_seconds)
+    return calls, [timed_repeat(fn, calls) for _ in range(repeats)]
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, min_seconds: float
+) -> dict[str, tuple[int, list[float]]]:
+    """:func:`time_calls` of several callables in rounds (one repeat of each per round), so a
+    host that slows down for a while slows every engine alike and their ratio holds."""
+    calls = {name: calibrate(fn, min_seconds) for name, fn in fns.items()}
+    per_call: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        per_call.append((time.perf_counter() - start) / calls)
-    return calls, per_call
+        for name, fn in fns.items():
+            per_call[name].append(timed_repeat(fn, calls[name]))
+    return {name: (calls[name], per_call[name]) for name in fns}
 
 
 def set_threads(threads: int) -> None:
@@ -110,8 +130,9 @@ def benchmark_model(
     reference_max_batch: int = 64,
 ) -> list[dict[str, Any]]:
     """Time every engine at every (threads, batch), interleaved so drift hits all alike: the
-    thread counts of one batch run back to back (a 2-thread over 1-thread ratio compares
-    figures taken seconds apart, not the length of a whole thread count's sweep apart)."""
+    engines in rounds (:func:`interleaved`), and the thread counts of one batch back to back
+    (a 2-thread over 1-thread ratio compares figures taken seconds apart, not the length of a
+    whole thread count's sweep apart)."""
     rows = []
     runners = engine_runners(model, packed, reference)
     for batch in batches:
@@ -121,10 +142,10 @@ def benchmark_model(
         u8 = to_uint8(x)
         for t in threads:
             set_threads(t)
-            for name, make in runners.items():
-                if name == "packed_numpy" and (batch > reference_max_batch or t > 1):
-                    continue  # the reference is single-threaded and slow: small batches only
-                calls, per_call = time_calls(make(x, u8), repeats, min_seconds)
+            fns = {name: make(x, u8) for name, make in runners.items()
+                   # the reference is single-threaded and slow: small batches only
+                   if name != "packed_numpy" or (batch <= reference_max_batch and t == 1)}
+            for name, (calls, per_call) in interleaved(fns, repeats, min_seconds).items():
                 rows.append(Timing(name, t, batch, calls, repeats, min(per_call),
                                    float(np.median(per_call))).as_dict())
     return rows
