@@ -5,6 +5,7 @@ import pytest
 from xnorlab.packed import kernels, reference
 from xnorlab.packed.bits import pack_signs
 from xnorlab.packed.layers import THRESH_MAX, THRESH_MIN
+from xnorlab.packed.nibbles import host_has
 
 #: Thread counts to test: 2 only where numba may use 2 (NUMBA_NUM_THREADS caps it).
 THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
@@ -147,6 +148,10 @@ def test_bitplane_fused_threshold(m, n, k):
     assert np.array_equal(kernels.bitplane_gemm(planes, b), y)
 
 
+#: The AVX2-host checks below pretend to be an AVX2 host; on one (no AVX-512) the rest of the
+#: suite already runs every kernel compiled for the real host.
+ON_AVX2_HOST = pytest.mark.skipif(not host_has("avx512f"),
+                                  reason="the host is an AVX2 host: the suite runs its kernels")
 AVX2_FEATURES = "+64bit,+avx,+avx2,+popcnt,+sse,+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+fma,+cx16,+cmov"
 _AVX2_SCRIPT = """
 import numpy as np
@@ -182,6 +187,7 @@ print("ok")
 
 
 @pytest.mark.slow  # compiles the kernels afresh in a subprocess
+@ON_AVX2_HOST
 def test_compiles_and_is_exact_for_an_avx2_host(tmp_path):
     """numba JITs for the host CPU; pretend the host is an AVX2 machine (no VPOPCNTDQ)."""
     import os

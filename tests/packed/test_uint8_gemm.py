@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import xnorlab
+from tests.packed.test_kernels import AVX2_FEATURES, ON_AVX2_HOST
 from xnorlab.packed import kernels, reference
 from xnorlab.packed.bits import pack_signs
 from xnorlab.packed.layers import THRESH_MAX, THRESH_MIN
@@ -133,10 +134,9 @@ print("ok")
 
 
 @pytest.mark.slow  # compiles the kernels afresh in a subprocess
+@ON_AVX2_HOST
 def test_uint8_gemm_is_exact_for_an_avx2_host(tmp_path):
     """numba compiled for Haswell and torch's kernels dispatched at AVX2 (no VNNI)."""
-    from tests.packed.test_kernels import AVX2_FEATURES
-
     env = dict(os.environ)
     env.update(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2_FEATURES,
                ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
